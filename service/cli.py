@@ -1,0 +1,124 @@
+"""The `alert-classifier` command. Thin: parse arguments, build Settings, call the stage functions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+from models.errors import AlertClassifierError, DecodeError
+from service.settings import Settings
+from streaming import local_broker
+from streaming.decode import Decoder, latest_version
+from streaming.kafka import broker, create_topics, produce_all
+from streaming.lightcurve import light_curves
+from streaming.simulate import simulate_alerts
+
+
+def _state_file(settings: Settings):
+    return settings.data_dir / "kafka.json"
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    state = _state_file(settings)
+    if settings.kafka_bootstrap_servers:
+        print(f"ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} is set: "
+              "using that cluster, nothing to start or stop here.")
+        return 0
+    handle = local_broker.BrokerHandle.load(state)
+    if args.action == "jars":
+        print(local_broker.ensure_jars(settings.kafka_cache_dir))
+        return 0
+    if args.action == "status":
+        if handle and handle.alive():
+            print(f"running at {handle.bootstrap_servers} (pid {handle.pid})")
+            return 0
+        print("not running")
+        return 1
+    if args.action == "start":
+        if handle and handle.alive():
+            print(f"already running at {handle.bootstrap_servers} (pid {handle.pid})")
+            return 0
+        handle = local_broker.start(settings.kafka_cache_dir, partitions=settings.kafka_partitions,
+                                    detach=True)
+        handle.save(state)
+        print(f"started at {handle.bootstrap_servers} (pid {handle.pid}) in {handle.started_in_s:.1f} s; "
+              f"export ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS={handle.bootstrap_servers} to use it")
+        return 0
+    # stop
+    if not handle:
+        print("no local broker recorded; nothing to stop")
+        return 0
+    local_broker.stop(handle)
+    state.unlink(missing_ok=True)
+    print("stopped")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Embedded defaults: local broker, a simulated stream through it, decoded and summarised."""
+    decoder = Decoder(settings.default_version, settings.schema_registry_url)
+    version = latest_version()
+    with broker(settings.kafka_bootstrap_servers, settings.kafka_cache_dir,
+                settings.kafka_partitions) as bootstrap:
+        create_topics(bootstrap, [settings.alert_topic], settings.kafka_partitions)
+        records = simulate_alerts(args.count, history=args.history, seed=args.seed)
+        n = produce_all(bootstrap, settings.alert_topic, (decoder.encode(r, version) for r in records))
+        print(f"produced {n} simulated v{version} alerts to {settings.alert_topic!r} at {bootstrap}")
+        from confluent_kafka import Consumer
+
+        from streaming.kafka import consumer_config
+
+        consumer = Consumer(consumer_config(bootstrap, f"{settings.consumer_group}-demo-{time.time_ns()}"))
+        consumer.subscribe([settings.alert_topic])
+        outcomes: Counter[str] = Counter()
+        points = 0
+        deadline = time.monotonic() + 60
+        try:
+            while sum(outcomes.values()) < n and time.monotonic() < deadline:
+                msgs = [m for m in consumer.consume(500, timeout=1.0) if m.error() is None]
+                results = decoder.decode_batch([m.value() for m in msgs])
+                alerts = [r for r in results if not isinstance(r, DecodeError)]
+                for r in results:
+                    outcomes[r.reason if isinstance(r, DecodeError) else "decoded"] += 1
+                points += sum(len(lc) for lc in light_curves(alerts))
+                print(f"\rconsumed {sum(outcomes.values())}/{n}", end="", file=sys.stderr, flush=True)
+        finally:
+            consumer.close()
+        print(file=sys.stderr)
+        print(f"outcomes: {dict(outcomes)}; light-curve points assembled: {points}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alert-classifier", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kafka = sub.add_parser("kafka", help="start, stop or inspect the local Apache Kafka broker")
+    kafka.add_argument("action", choices=["start", "stop", "status", "jars"])
+    kafka.set_defaults(func=cmd_kafka)
+
+    run = sub.add_parser("run", help="run on embedded defaults (local broker, simulated stream)")
+    run.add_argument("--count", type=int, default=300, help="simulated alerts to send (default 300)")
+    run.add_argument("--history", type=int, default=30, help="history points per alert (default 30)")
+    run.add_argument("--seed", type=int, default=0)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+        return args.func(args, settings)
+    except AlertClassifierError as exc:
+        print(f"error ({exc.reason}): {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The one settings object, read from the environment with the prefix ALERT_CLASSIFIER_
+(e.g. ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS).
+
+Nothing else reads the environment, and nothing reads it at import time: call `Settings()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from streaming.decode import SchemaVersion
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALERT_CLASSIFIER_", env_file=".env", extra="ignore")
+
+    # Kafka: empty bootstrap servers means "start the project's own local broker".
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="Existing Kafka cluster (host:port,...). Unset: start a local broker.")
+    kafka_cache_dir: Path = Field(Path.home() / ".cache" / "alert-classifier" / "kafka",
+                                  description="Where the broker jars and local broker data live.")
+    kafka_partitions: int = Field(4, ge=1, description="Partitions of topics the local broker creates.")
+    alert_topic: str = "rubin-alerts"
+    output_topic: str = "alert-classifications"
+    dead_letter_topic: str = "rubin-alerts-dlq"
+    consumer_group: str = "alert-classifier"
+
+    # Decoding
+    default_schema_version: str | None = Field(
+        None, description="Schema of unframed Avro packets, e.g. '7.0'. Unset: unframed is an error.")
+    schema_registry_url: str | None = Field(
+        None, description="Optional Confluent schema registry for ids lsst-alert-packet does not ship.")
+
+    data_dir: Path = Field(Path("var"), description="Local data directory (SQLite store, state).")
+
+    @field_validator("default_schema_version")
+    @classmethod
+    def _check_version(cls, value: str | None) -> str | None:
+        if value is not None:
+            SchemaVersion.parse(value)
+        return value
+
+    @property
+    def default_version(self) -> SchemaVersion | None:
+        return SchemaVersion.parse(self.default_schema_version) if self.default_schema_version else None

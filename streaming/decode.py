@@ -1,0 +1,311 @@
+"""Rubin alert codec: Avro (Confluent-framed or unframed) and JSON, every schema `lsst-alert-packet` ships.
+
+Schemas are loaded from the `lsst-alert-packet` package, never copied. Rubin's Confluent schema id
+is `major*100 + minor` (11.1 -> 1101) and fixed forever, so parsed schemas are cached by id.
+
+The batch API (`Decoder.decode_batch`) never raises for bad input: each message yields either an
+`Alert` or a `DecodeError` value, so one bad packet cannot spoil a batch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import fastavro
+import fastavro.validation
+import lsst.alert.packet as alert_packet
+
+from models.errors import (
+    CorruptAvro,
+    DecodeError,
+    EmptyPacket,
+    InvalidJson,
+    MissingField,
+    SchemaMismatch,
+    TooShort,
+    UnknownSchema,
+    WrongMagicByte,
+)
+
+MAGIC = 0
+HEADER = struct.Struct(">bI")  # magic byte, big-endian schema id
+
+
+class SchemaVersion(NamedTuple):
+    major: int
+    minor: int
+
+    @property
+    def schema_id(self) -> int:
+        return self.major * 100 + self.minor
+
+    @classmethod
+    def parse(cls, text: str) -> SchemaVersion:
+        """'11.1' -> SchemaVersion(11, 1); raises ValueError with the accepted form."""
+        try:
+            major, minor = (int(p) for p in str(text).split("."))
+        except ValueError:
+            raise ValueError(f"schema version must look like '11.1', got {text!r}") from None
+        return cls(major, minor)
+
+    @classmethod
+    def from_id(cls, schema_id: int) -> SchemaVersion:
+        return cls(*divmod(schema_id, 100))
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """Names that changed between schema versions (3.x/4.x used the DPDD's older spellings)."""
+
+    alert_id: str
+    time: str
+    band: str
+    flux: str
+    flux_err: str
+    dec: str
+
+
+OLD_NAMES = FieldNames("alertId", "midPointTai", "filterName", "psFlux", "psFluxErr", "decl")
+V5_NAMES = FieldNames("alertId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr", "dec")
+V8_NAMES = FieldNames("diaSourceId", "midpointMjdTai", "band", "psfFlux", "psfFluxErr", "dec")
+
+
+def field_names(version: SchemaVersion) -> FieldNames:
+    if version.major < 5:
+        return OLD_NAMES
+    return V5_NAMES if version.major < 8 else V8_NAMES
+
+
+def _schema_root() -> Path:
+    return Path(alert_packet.get_schema_root())
+
+
+@cache
+def shipped_versions() -> tuple[SchemaVersion, ...]:
+    """Every schema version inside the installed `lsst-alert-packet`, oldest first."""
+    found = []
+    for alert_avsc in _schema_root().glob("*/*/lsst.v*_*.alert.avsc"):
+        found.append(SchemaVersion(int(alert_avsc.parent.parent.name), int(alert_avsc.parent.name)))
+    return tuple(sorted(found))
+
+
+def latest_version() -> SchemaVersion:
+    return SchemaVersion(*alert_packet.get_latest_schema_version())
+
+
+@cache
+def _shipped_schema(version: SchemaVersion) -> dict:
+    path = Path(alert_packet.get_schema_path(version.major, version.minor))
+    definition = alert_packet.Schema.from_file(
+        str(path / f"lsst.v{version.major}_{version.minor}.alert.avsc")).definition
+    return fastavro.parse_schema(definition)
+
+
+def sample_paths(version: SchemaVersion) -> tuple[Path, Path]:
+    """(fakeAlert.avro, alert.json) shipped with `lsst-alert-packet` for this version."""
+    base = Path(alert_packet.get_schema_path(version.major, version.minor)) / "sample_data"
+    return base / "fakeAlert.avro", base / "alert.json"
+
+
+@dataclass(slots=True)
+class Alert:
+    """One decoded alert: the full record plus the identifiers every stage needs, typed."""
+
+    version: SchemaVersion
+    record: dict[str, Any]
+    alert_id: int
+    dia_source_id: int
+    dia_object_id: int | None
+    ra: float
+    dec: float
+    mjd: float
+    band: str | None
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], version: SchemaVersion) -> Alert:
+        names = field_names(version)
+        try:
+            src = record["diaSource"]
+            return cls(version=version, record=record, alert_id=int(record[names.alert_id]),
+                       dia_source_id=int(src["diaSourceId"]), dia_object_id=src.get("diaObjectId"),
+                       ra=float(src["ra"]), dec=float(src[names.dec]), mjd=float(src[names.time]),
+                       band=src.get(names.band))
+        except KeyError as exc:
+            raise MissingField(f"required field {exc.args[0]!r} is missing",
+                               schema_id=version.schema_id) from None
+        except (TypeError, ValueError) as exc:
+            raise SchemaMismatch(f"diaSource has a field of the wrong type: {exc}",
+                                 schema_id=version.schema_id) from None
+
+
+@dataclass
+class Decoder:
+    """Decodes and encodes Rubin alerts; one per process, its schema cache shared by all calls.
+
+    default_version: the schema of unframed Avro packets (ELAsTiCC-era streams had no framing);
+    None means an unframed packet is an error. registry_url: an optional Confluent schema registry
+    that resolves ids the package does not ship.
+    """
+
+    default_version: SchemaVersion | None = None
+    registry_url: str | None = None
+    _registry_cache: dict[int, dict] = field(default_factory=dict, repr=False)
+
+    # --- schemas ------------------------------------------------------------------------------
+
+    def schema(self, schema_id: int) -> dict:
+        version = SchemaVersion.from_id(schema_id)
+        if version in shipped_versions():
+            return _shipped_schema(version)
+        if schema_id in self._registry_cache:
+            return self._registry_cache[schema_id]
+        if self.registry_url:
+            parsed = self._fetch_from_registry(schema_id)
+            self._registry_cache[schema_id] = parsed
+            return parsed
+        known = ", ".join(str(v.schema_id) for v in shipped_versions())
+        raise UnknownSchema(f"schema id {schema_id} is not shipped by lsst-alert-packet "
+                            f"(known: {known}) and no schema registry is configured",
+                            schema_id=schema_id)
+
+    def _fetch_from_registry(self, schema_id: int) -> dict:
+        url = f"{self.registry_url.rstrip('/')}/schemas/ids/{schema_id}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as resp:
+                body = json.load(resp)
+            return fastavro.parse_schema(json.loads(body["schema"]))
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            raise UnknownSchema(f"schema id {schema_id} could not be fetched from {url}: {exc}",
+                                schema_id=schema_id) from None
+
+    # --- decoding -----------------------------------------------------------------------------
+
+    def decode(self, data: bytes) -> Alert:
+        """Decode one Avro packet (framed, or unframed with the default version) or JSON alert."""
+        if not data:
+            raise EmptyPacket("the packet is empty (0 bytes)")
+        first = data[0]
+        if first == MAGIC:
+            if len(data) < HEADER.size:
+                raise TooShort(f"the packet has {len(data)} bytes, shorter than the 5-byte "
+                               "Confluent header (magic byte + schema id)")
+            schema_id = HEADER.unpack_from(data)[1]
+            return self._decode_avro(memoryview(data)[HEADER.size:], schema_id)
+        if first in b"{[ \t\r\n":
+            return self.decode_json(data)
+        if self.default_version is not None:
+            return self._decode_avro(memoryview(data), self.default_version.schema_id)
+        raise WrongMagicByte(f"first byte is 0x{first:02x}, not the Confluent magic byte 0x00, "
+                             "and no default schema version is configured for unframed packets")
+
+    def _decode_avro(self, body: memoryview, schema_id: int) -> Alert:
+        schema = self.schema(schema_id)
+        if len(body) == 0:
+            raise TooShort("the packet has a header but no Avro body", schema_id=schema_id)
+        stream = io.BytesIO(body)
+        try:
+            record = fastavro.schemaless_reader(stream, schema, None)
+        except (EOFError, StopIteration):
+            raise CorruptAvro(f"the Avro body ({len(body)} bytes) ends before the record does: "
+                              "truncated packet, or the wrong schema id", schema_id=schema_id) from None
+        except Exception as exc:  # noqa: BLE001 - fastavro raises many types on garbage bytes
+            raise CorruptAvro(f"the Avro body does not decode with schema {schema_id}: "
+                              f"{type(exc).__name__}: {exc}", schema_id=schema_id) from None
+        if stream.tell() != len(body):
+            raise CorruptAvro(f"{len(body) - stream.tell()} bytes left after the record: "
+                              "corrupt packet or the wrong schema id", schema_id=schema_id)
+        return Alert.from_record(record, SchemaVersion.from_id(schema_id))
+
+    def decode_json(self, data: bytes | str, version: SchemaVersion | None = None) -> Alert:
+        """A JSON alert in the shape of the package's `alert.json` samples."""
+        try:
+            record = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidJson(f"not valid JSON: {exc}") from None
+        return self.alert_from_dict(record, version)
+
+    def alert_from_dict(self, record: Any, version: SchemaVersion | None = None) -> Alert:
+        """Validate a dict against the schema and normalise it as Avro decoding would."""
+        version = version or self.default_version or latest_version()
+        if not isinstance(record, dict):
+            raise SchemaMismatch(f"an alert must be a JSON object, got {type(record).__name__}")
+        schema = self.schema(version.schema_id)
+        missing = [f["name"] for f in schema["fields"]
+                   if f["name"] not in record and "default" not in f and not _nullable(f["type"])]
+        if missing:
+            raise MissingField(f"required field(s) missing for schema {version}: {', '.join(missing)}",
+                               schema_id=version.schema_id)
+        try:
+            fastavro.validation.validate(record, schema, raise_errors=True)
+        except fastavro.validation.ValidationError as exc:
+            raise SchemaMismatch(f"does not fit schema {version}: {_first_lines(exc)}",
+                                 schema_id=version.schema_id) from None
+        # Round-trip through Avro so JSON alerts look exactly like decoded packets
+        # (defaults filled in, same types); JSON is not the hot path.
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, schema, record)
+        buf.seek(0)
+        return Alert.from_record(fastavro.schemaless_reader(buf, schema, None), version)
+
+    def decode_batch(self, messages: Iterable[bytes]) -> list[Alert | DecodeError]:
+        """Many raw messages in; for each an Alert or a DecodeError value. Never raises for bad input."""
+        out: list[Alert | DecodeError] = []
+        for data in messages:
+            try:
+                out.append(self.decode(data))
+            except DecodeError as exc:
+                out.append(exc)
+        return out
+
+    # --- encoding (simulator, replay, tests) --------------------------------------------------
+
+    def encode(self, record: dict, version: SchemaVersion, *, framed: bool = True) -> bytes:
+        buf = io.BytesIO()
+        if framed:
+            buf.write(HEADER.pack(MAGIC, version.schema_id))
+        fastavro.schemaless_writer(buf, self.schema(version.schema_id), record)
+        return buf.getvalue()
+
+    def encode_batch(self, records: Sequence[dict], version: SchemaVersion, *,
+                     framed: bool = True) -> list[bytes]:
+        return [self.encode(r, version, framed=framed) for r in records]
+
+
+def read_container(path: Path | str) -> tuple[SchemaVersion | None, list[dict]]:
+    """Records of an Avro container file (e.g. the package's fakeAlert.avro) and its schema version."""
+    with open(path, "rb") as fh:
+        reader = fastavro.reader(fh)
+        name = str(reader.writer_schema.get("name", "")) if isinstance(reader.writer_schema, dict) else ""
+        records = list(reader)
+    return _version_from_schema_name(name), records
+
+
+def _version_from_schema_name(name: str) -> SchemaVersion | None:
+    # 'lsst.v11_1.alert' -> 11.1
+    for part in name.split("."):
+        if part.startswith("v") and "_" in part:
+            major, minor = part[1:].split("_", 1)
+            if major.isdigit() and minor.isdigit():
+                return SchemaVersion(int(major), int(minor))
+    return None
+
+
+def _nullable(avro_type: Any) -> bool:
+    return isinstance(avro_type, list) and "null" in avro_type
+
+
+def _first_lines(exc: Exception, n: int = 3) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return "; ".join(lines[:n])

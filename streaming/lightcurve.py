@@ -1,0 +1,107 @@
+"""Alert -> light curve: per-point arrays (t MJD TAI, flux nJy, flux_err nJy, band index).
+
+Built from `diaSource` + `prvDiaSources` (+ `prvDiaForcedSources` on request), deduplicated by
+source id, sorted by time. Points whose flux, error, time or band is null/NaN/unknown are dropped
+and counted, never silently zero-filled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from streaming.decode import Alert, field_names
+
+BANDS = ("u", "g", "r", "i", "z", "y")
+BAND_INDEX = {b: i for i, b in enumerate(BANDS)}
+
+
+@dataclass(slots=True)
+class LightCurve:
+    """One object's photometry, sorted by time. `band` holds indices into BANDS."""
+
+    t: np.ndarray
+    flux: np.ndarray
+    flux_err: np.ndarray
+    band: np.ndarray
+    n_input: int = 0
+    n_dropped: int = 0
+    n_duplicates: int = 0
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def in_band(self, band: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        mask = self.band == BAND_INDEX[band]
+        return self.t[mask], self.flux[mask], self.flux_err[mask]
+
+    @classmethod
+    def from_arrays(cls, t, flux, flux_err, band) -> LightCurve:
+        """From already-clean arrays (training data, tests); band as names or indices."""
+        band = np.asarray(band)
+        if band.dtype.kind in "US":
+            band = np.array([BAND_INDEX[b] for b in band], dtype=np.int8)
+        order = np.argsort(t, kind="stable")
+        return cls(np.asarray(t, np.float64)[order], np.asarray(flux, np.float64)[order],
+                   np.asarray(flux_err, np.float64)[order], band.astype(np.int8)[order],
+                   n_input=len(order))
+
+
+def _usable(value: object) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def light_curve(alert: Alert, *, forced: bool = False) -> LightCurve:
+    names = field_names(alert.version)
+    record = alert.record
+    sources = [record["diaSource"], *(record.get("prvDiaSources") or [])]
+    rows: list[tuple[float, float, float, int]] = []
+    seen: set[int] = set()
+    n_input = len(sources)
+    dropped = duplicates = 0
+    for src in sources:
+        sid = src["diaSourceId"]
+        if sid in seen:
+            duplicates += 1
+            continue
+        seen.add(sid)
+        t, f, e, b = src[names.time], src.get(names.flux), src.get(names.flux_err), src.get(names.band)
+        if _usable(t) and _usable(f) and _usable(e) and b in BAND_INDEX:
+            rows.append((t, f, e, BAND_INDEX[b]))
+        else:
+            dropped += 1
+    if forced:
+        # Forced photometry has its own id space; a forced point at the epoch and band of a
+        # detection measures the same exposure, so it counts as a duplicate.
+        epochs = {(round(r[0], 6), r[3]) for r in rows}
+        seen_forced: set[int] = set()
+        for src in record.get("prvDiaForcedSources") or []:
+            n_input += 1
+            fid = src["diaForcedSourceId"]
+            t, f, e, b = src[names.time], src.get(names.flux), src.get(names.flux_err), src.get(names.band)
+            key = (round(t, 6), BAND_INDEX.get(b, -1)) if _usable(t) else None
+            if fid in seen_forced or key in epochs:
+                duplicates += 1
+                continue
+            seen_forced.add(fid)
+            if _usable(t) and _usable(f) and _usable(e) and b in BAND_INDEX:
+                rows.append((t, f, e, BAND_INDEX[b]))
+                epochs.add(key)
+            else:
+                dropped += 1
+    if rows:
+        arr = np.array(rows, dtype=np.float64)
+        arr = arr[np.argsort(arr[:, 0], kind="stable")]
+        t, flux, err, band = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(np.int8)
+    else:
+        t = flux = err = np.empty(0)
+        band = np.empty(0, np.int8)
+    return LightCurve(t, flux, err, band, n_input=n_input, n_dropped=dropped, n_duplicates=duplicates)
+
+
+def light_curves(alerts: Iterable[Alert], *, forced: bool = False) -> list[LightCurve]:
+    """Batch form: one light curve per alert, in order."""
+    return [light_curve(a, forced=forced) for a in alerts]

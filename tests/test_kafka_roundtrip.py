@@ -1,0 +1,92 @@
+"""Through the real broker: framed alerts produced, consumed back, decoded, identical."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from confluent_kafka import Consumer
+
+from models.errors import DecodeError
+from streaming.decode import latest_version
+from streaming.kafka import consumer_config, create_topics, produce_all
+from streaming.simulate import simulate_alerts
+from tests.helpers import same
+
+pytestmark = pytest.mark.kafka
+N = 3000
+
+
+def test_thousands_of_framed_alerts_survive_the_broker(kafka_bootstrap, topic_name, decoder):
+    version = latest_version()
+    records = list(simulate_alerts(N, history=10, seed=11))
+    sent = {r["diaSourceId"]: r for r in records}
+    create_topics(kafka_bootstrap, [topic_name], partitions=3)
+    assert produce_all(kafka_bootstrap, topic_name, decoder.encode_batch(records, version)) == N
+
+    consumer = Consumer(consumer_config(kafka_bootstrap, f"g-{topic_name}"))
+    consumer.subscribe([topic_name])
+    received = {}
+    deadline = time.monotonic() + 60
+    try:
+        while len(received) < N and time.monotonic() < deadline:
+            msgs = consumer.consume(num_messages=500, timeout=1.0)
+            values = [m.value() for m in msgs if m.error() is None]
+            for alert in decoder.decode_batch(values):
+                assert not isinstance(alert, DecodeError), alert
+                received[alert.alert_id] = alert.record
+    finally:
+        consumer.close()
+
+    assert len(received) == N
+    for alert_id, record in received.items():
+        once = decoder.decode(decoder.encode(sent[alert_id], version)).record
+        assert same(record, once)
+
+
+def test_broker_script_starts_and_stops_without_leaving_java(tmp_path, settings):
+    """The CLI wrapper starts a detached broker, reports it, and stops it: no Java left behind."""
+    env = {**os.environ, "ALERT_CLASSIFIER_DATA_DIR": str(tmp_path)}
+    env.pop("ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS", None)
+    cli = [sys.executable, "-m", "service.cli", "kafka"]
+    start = subprocess.run([*cli, "start"], env=env, capture_output=True, text=True, timeout=180)
+    assert start.returncode == 0, start.stderr
+    status = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, timeout=30)
+    assert status.returncode == 0 and "running" in status.stdout
+    pid = int(status.stdout.split("pid ")[1].split(")")[0])
+    stop = subprocess.run([*cli, "stop"], env=env, capture_output=True, text=True, timeout=60)
+    assert stop.returncode == 0, stop.stderr
+    assert not _running(pid)
+    after = subprocess.run([*cli, "status"], env=env, capture_output=True, text=True, timeout=30)
+    assert after.returncode == 1 and "not running" in after.stdout
+
+
+def test_broker_dies_with_the_process_that_started_it(tmp_path, settings):
+    """A test run killed with SIGKILL leaves no broker behind (PR_SET_PDEATHSIG)."""
+    code = ("import sys, time; from pathlib import Path; from streaming import local_broker as lb; "
+            f"h = lb.start(Path({str(settings.kafka_cache_dir)!r})); "
+            "print(h.pid, flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    java_pid = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not _running(java_pid):
+            return
+        time.sleep(0.2)
+    os.kill(java_pid, signal.SIGKILL)
+    pytest.fail("the broker outlived the process that started it")
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for init to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -1,0 +1,103 @@
+"""Light-curve assembly, property-tested over generated alerts."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streaming.decode import Alert, Decoder, latest_version
+from streaming.lightcurve import BANDS, light_curve, light_curves
+from streaming.simulate import simulate_alerts
+from tests.helpers import same
+
+LATEST = latest_version()
+TEMPLATE = next(simulate_alerts(1, history=0))
+
+point = st.fixed_dictionaries({
+    "id": st.integers(1, 40),  # small id space: duplicates happen
+    "t": st.floats(60000, 61000, allow_nan=False),
+    "flux": st.one_of(st.none(), st.just(math.nan), st.floats(-1e6, 1e6, allow_nan=False, width=32)),
+    "err": st.one_of(st.none(), st.floats(0.5, 1e4, allow_nan=False, width=32)),
+    "band": st.one_of(st.sampled_from(BANDS), st.none()),
+})
+
+
+def make_record(points: list[dict]) -> dict:
+    base = TEMPLATE["diaSource"]
+
+    def src(p: dict) -> dict:
+        return {**base, "diaSourceId": p["id"], "midpointMjdTai": p["t"], "psfFlux": p["flux"],
+                "psfFluxErr": p["err"], "band": p["band"]}
+
+    return {**TEMPLATE, "diaSource": src(points[0]), "prvDiaSources": [src(p) for p in points[1:]]}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(point, min_size=1, max_size=60))
+def test_round_trip_and_light_curve_invariants(points):
+    decoder = Decoder()
+    record = make_record(points)
+    alert = decoder.decode(decoder.encode(record, LATEST))
+    # round trip: what we decode encodes back to the same record
+    assert same(decoder.decode(decoder.encode(alert.record, LATEST)).record, alert.record)
+
+    lc = light_curve(alert)
+    assert np.all(np.diff(lc.t) >= 0), "sorted by time"
+    # no duplicates: each source id contributes at most one point
+    distinct_ids = len({p["id"] for p in points})
+    assert len(lc) <= distinct_ids
+    assert lc.n_duplicates == len(points) - distinct_ids
+    # counts add up: every input point is kept, dropped or a duplicate
+    assert lc.n_input == len(points)
+    assert len(lc) + lc.n_dropped + lc.n_duplicates == lc.n_input
+    assert np.all(np.isfinite(lc.flux)) and np.all(np.isfinite(lc.flux_err))
+    # dropped are exactly the first-seen points with a null/NaN flux, null error or no band
+    first_seen: dict[int, dict] = {}
+    for p in points:
+        first_seen.setdefault(p["id"], p)
+    bad = sum(1 for p in first_seen.values()
+              if p["flux"] is None or math.isnan(p["flux"]) or p["err"] is None or p["band"] is None)
+    assert lc.n_dropped == bad
+
+
+def test_light_curve_values_follow_the_packet():
+    decoder = Decoder()
+    [record] = simulate_alerts(1, history=20, seed=3)
+    alert: Alert = decoder.decode(decoder.encode(record, LATEST))
+    lc = light_curve(alert)
+    assert len(lc) == 21
+    sources = sorted([record["diaSource"], *record["prvDiaSources"]], key=lambda s: s["midpointMjdTai"])
+    np.testing.assert_allclose(lc.t, [s["midpointMjdTai"] for s in sources])
+    np.testing.assert_allclose(lc.flux, [s["psfFlux"] for s in sources], rtol=1e-6)
+    assert [BANDS[b] for b in lc.band] == [s["band"] for s in sources]
+    t, _, _ = lc.in_band("r")
+    assert len(t) == sum(1 for s in sources if s["band"] == "r")
+
+
+def test_forced_photometry_is_merged_without_double_counting():
+    decoder = Decoder()
+    [record] = simulate_alerts(1, history=10, forced=True, seed=5)
+    alert = decoder.decode(decoder.encode(record, LATEST))
+    plain, merged = light_curves([alert, alert], forced=False)[0], light_curve(alert, forced=True)
+    # the simulator's forced points sit on the detections' epochs: all duplicates
+    assert len(merged) == len(plain) == 11
+    assert merged.n_duplicates == 10
+    # a forced point on a new epoch is added
+    extra = dict(record["prvDiaForcedSources"][0], diaForcedSourceId=999, midpointMjdTai=59000.0)
+    record["prvDiaForcedSources"].append(extra)
+    alert = decoder.decode(decoder.encode(record, LATEST))
+    merged = light_curve(alert, forced=True)
+    assert len(merged) == 12 and merged.t[0] == 59000.0
+
+
+def test_old_schema_names_are_mapped():
+    from streaming.decode import SchemaVersion
+
+    decoder = Decoder()
+    v3 = SchemaVersion(3, 0)
+    [record] = simulate_alerts(1, history=4, version=v3)
+    lc = light_curve(decoder.decode(decoder.encode(record, v3)))
+    assert len(lc) == 5 and set(lc.band.tolist()) <= set(range(6))
