@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.decode import Alert, Decoder, latest_version
+from streaming.decode import Alert, Decoder, latest_version, shipped_versions
 from streaming.lightcurve import BANDS, light_curve, light_curves
 from streaming.simulate import simulate_alerts
 from tests.helpers import same
@@ -101,3 +102,17 @@ def test_old_schema_names_are_mapped():
     [record] = simulate_alerts(1, history=4, version=v3)
     lc = light_curve(decoder.decode(decoder.encode(record, v3)))
     assert len(lc) == 5 and set(lc.band.tolist()) <= set(range(6))
+
+
+@pytest.mark.parametrize("version", shipped_versions(), ids=str)
+def test_lean_decode_gives_the_same_light_curve(version):
+    decoder = Decoder()
+    for record in simulate_alerts(4, history=15, version=version, forced=True, seed=7, cutout_bytes=64):
+        packet = decoder.encode(record, version)
+        full, lean = decoder.decode(packet), decoder.decode(packet, lean=True)
+        assert lean.dia_source_id == full.dia_source_id and lean.mjd == full.mjd
+        assert "cutoutDifference" not in lean.record and "diaObject" not in lean.record
+        for forced in (False, True):
+            a, b = light_curve(full, forced=forced), light_curve(lean, forced=forced)
+            for name in ("t", "flux", "flux_err", "band"):
+                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
