@@ -1,0 +1,200 @@
+"""Light-curve features: pure functions from light curves to a float32 matrix [n_curves, n_features].
+
+Every feature is **scale-free** (independent of distance and zero point): periods, shape statistics
+of per-band standardised fluxes, ratios between bands, times. Features in absolute flux units
+were shown not to transfer from simulated LSST to real surveys (../shared/data/README.md).
+
+A light curve too short for a feature gives NaN there; the models handle NaN natively
+(HistGradientBoosting), never a silent 0.
+
+Input: any objects with `t` (MJD), `flux`, `flux_err` (same unit, any zero point; difference-image
+fluxes as in alerts) and `band` (int indices into BANDS) arrays, sorted by time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import light_curve as lc
+import numpy as np
+
+BANDS = ("u", "g", "r", "i", "z", "y")
+
+# Periodogram grid: angular frequencies 0..2*pi/0.1 d (periods >= 0.1 d, short enough for RRc
+# and delta Scuti) on 2**14+1 points, the form the FFT periodogram requires. Explicit, because
+# light-curve's default grid derived from sparse year-long data misses short periods.
+MIN_PERIOD_D = 0.1
+PERIOD_GRID = np.linspace(0.0, 2 * np.pi / MIN_PERIOD_D, 2**14 + 1)
+MIN_POINTS_PERIOD = 8
+MIN_POINTS_SHAPE = 4
+COLOUR_PAIRS = ((0, 1), (1, 2), (2, 3), (3, 4))  # u-g, g-r, r-i, i-z
+
+
+class LightCurveLike(Protocol):
+    t: np.ndarray
+    flux: np.ndarray
+    flux_err: np.ndarray
+    band: np.ndarray
+
+
+_SHAPE = lc.Extractor(lc.Skew(), lc.Kurtosis(), lc.StetsonK(), lc.EtaE(), lc.BeyondNStd(1.0),
+                      lc.BeyondNStd(2.0), lc.Cusum(), lc.MedianBufferRangePercentage(0.2))
+_PERIOD = lc.Periodogram(peaks=2, freqs=PERIOD_GRID, fast=True)
+_BAZIN = lc.BazinFit("lmsder")
+
+SHAPE_NAMES = ["skew", "kurtosis", "stetson_k", "eta_e", "beyond_1_std", "beyond_2_std", "cusum",
+               "median_buffer_range_20"]
+PERIOD_NAMES = ["log_period_0", "period_snr_0", "log_period_1", "period_snr_1", "period_alias_1d"]
+FOURIER_NAMES = ["fourier_r21", "fourier_r31", "fourier_phi21", "fourier_phi31", "fourier_var_explained"]
+TRANSIENT_NAMES = ["bazin_log_rise", "bazin_log_fall", "bazin_log_chi2", "bazin_baseline_ratio",
+                   "log_rise_days", "log_decline_days", "log_days_above_half", "frac_positive",
+                   "log_max_over_min"]
+COLOUR_NAMES = [f"amp_ratio_{BANDS[a]}{BANDS[b]}" for a, b in COLOUR_PAIRS] + \
+               [f"peak_colour_{BANDS[a]}{BANDS[b]}" for a, b in COLOUR_PAIRS]
+COUNT_NAMES = ["log_n_points", "log_span_days", "n_bands"]
+
+FEATURE_NAMES: tuple[str, ...] = tuple(
+    SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + COUNT_NAMES)
+
+
+def _standardised(curve: LightCurveLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All bands on one scale-free series: per band, (flux - median) / robust spread."""
+    t = np.asarray(curve.t, np.float64)
+    flux = np.asarray(curve.flux, np.float64)
+    err = np.asarray(curve.flux_err, np.float64)
+    out_f, out_e = np.empty_like(flux), np.empty_like(err)
+    for b in np.unique(curve.band):
+        m = curve.band == b
+        f = flux[m]
+        scale = 1.4826 * np.median(np.abs(f - np.median(f))) if m.sum() >= 3 else 0.0
+        if not scale > 0:
+            scale = np.max(np.abs(f)) if np.any(f) else 1.0
+        out_f[m] = (f - np.median(f)) / scale
+        out_e[m] = err[m] / scale
+    return t, out_f, np.maximum(out_e, 1e-6)
+
+
+def _fourier(t: np.ndarray, f: np.ndarray, period: float) -> list[float]:
+    """3-harmonic fit at the period: amplitude ratios R21, R31, phase differences, variance explained."""
+    if not np.isfinite(period) or len(t) < 9:
+        return [np.nan] * 5
+    w = 2 * np.pi / period
+    cols = [np.ones_like(t)]
+    for k in (1, 2, 3):
+        cols += [np.sin(k * w * t), np.cos(k * w * t)]
+    design = np.stack(cols, axis=1)
+    coef, *_ = np.linalg.lstsq(design, f, rcond=None)
+    amps = [np.hypot(coef[2 * k - 1], coef[2 * k]) for k in (1, 2, 3)]
+    phases = [np.arctan2(coef[2 * k], coef[2 * k - 1]) for k in (1, 2, 3)]
+    if amps[0] <= 0:
+        return [np.nan] * 5
+    resid = f - design @ coef
+    var = np.var(f)
+    explained = 1 - np.var(resid) / var if var > 0 else np.nan
+    phi21 = (phases[1] - 2 * phases[0]) % (2 * np.pi)
+    phi31 = (phases[2] - 3 * phases[0]) % (2 * np.pi)
+    return [amps[1] / amps[0], amps[2] / amps[0], phi21, phi31, explained]
+
+
+def _log10(x: float) -> float:
+    return float(np.log10(x)) if x > 0 and np.isfinite(x) else np.nan
+
+
+def _transient(curve: LightCurveLike, bazin: np.ndarray) -> list[float]:
+    t, flux, band = curve.t, np.asarray(curve.flux, np.float64), curve.band
+    peak_flux = np.max(flux)
+    if len(t) < 2 or not peak_flux > 0:
+        return [np.nan] * 4 + [np.nan, np.nan, np.nan, float(np.mean(flux > 0)) if len(t) else np.nan, np.nan]
+    band_max = np.ones(len(BANDS))
+    for b in np.unique(band):
+        band_max[b] = max(np.max(np.abs(flux[band == b])), 1e-12)
+    i_peak = int(np.argmax(flux / band_max[band]))  # peak relative to each band's own scale
+    in_peak_band = band == band[i_peak]
+    above = t[in_peak_band & (flux >= 0.5 * flux[i_peak])]
+    amp, baseline, _t0, rise, fall, chi2 = bazin
+    min_flux = np.min(flux)
+    return [
+        _log10(rise), _log10(fall), _log10(chi2),
+        baseline / amp if np.isfinite(amp) and amp != 0 else np.nan,
+        _log10(t[i_peak] - t[0] + 0.01),
+        _log10(t[-1] - t[i_peak] + 0.01),
+        _log10(above[-1] - above[0] + 0.01) if len(above) else np.nan,
+        float(np.mean(flux > 0)),
+        _log10(peak_flux / abs(min_flux)) if min_flux < 0 else _log10(1e3),
+    ]
+
+
+def _colours(curve: LightCurveLike) -> list[float]:
+    """Ratios between bands: variability amplitude ratio and flux ratio near the peak (as magnitudes)."""
+    flux, band, t = np.asarray(curve.flux, np.float64), curve.band, curve.t
+    spread, peak = {}, {}
+    i_max = int(np.argmax(flux)) if len(flux) else 0
+    for b in range(len(BANDS)):
+        m = band == b
+        if m.sum() >= 3:
+            f = flux[m]
+            spread[b] = np.percentile(f, 95) - np.percentile(f, 5)
+        if m.any() and len(flux) and flux[i_max] > 0:
+            near = m & (np.abs(t - t[i_max]) < 5.0)
+            if near.any():
+                peak[b] = np.max(flux[near])
+    amp = [-2.5 * _log10(spread[a] / spread[b]) if a in spread and b in spread and spread[b] > 0 else np.nan
+           for a, b in COLOUR_PAIRS]
+    col = [-2.5 * _log10(peak[a] / peak[b]) if a in peak and b in peak and peak[b] > 0 else np.nan
+           for a, b in COLOUR_PAIRS]
+    return amp + col
+
+
+def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
+    """Features of many light curves: float32 [len(curves), len(FEATURE_NAMES)], NaN where undefined.
+
+    The Rust extractors run once over the whole batch (`many`), in parallel when n_jobs > 1.
+    """
+    n = len(curves)
+    out = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
+    if n == 0:
+        return out
+    std = [_standardised(c) for c in curves]
+
+    shape_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_SHAPE]
+    if shape_idx:
+        out[shape_idx, :len(SHAPE_NAMES)] = _SHAPE.many(
+            [std[i] for i in shape_idx], fill_value=np.nan, sorted=True, check=False, n_jobs=n_jobs)
+
+    period_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_PERIOD]
+    periods = np.full((n, 4), np.nan)
+    if period_idx:
+        periods[period_idx] = _PERIOD.many([std[i] for i in period_idx], fill_value=np.nan,
+                                           sorted=True, check=False, n_jobs=n_jobs)
+    # Reference band for the supernova fit: the one with most points.
+    ref = []
+    for c in curves:
+        counts = np.bincount(c.band.astype(np.int64), minlength=len(BANDS)) if len(c.band) else np.zeros(6)
+        b = int(np.argmax(counts))
+        m = c.band == b
+        f = np.asarray(c.flux, np.float64)[m]
+        scale = np.max(np.abs(f)) if len(f) and np.max(np.abs(f)) > 0 else 1.0
+        ref.append((np.asarray(c.t, np.float64)[m], f / scale,
+                    np.maximum(np.asarray(c.flux_err, np.float64)[m] / scale, 1e-6)))
+    bazin_idx = [i for i, r in enumerate(ref) if len(r[0]) >= 6]
+    bazin = np.full((n, 6), np.nan)
+    if bazin_idx:
+        bazin[bazin_idx] = _BAZIN.many([ref[i] for i in bazin_idx], fill_value=np.nan, sorted=True,
+                                       check=False, n_jobs=n_jobs)
+
+    col = len(SHAPE_NAMES)
+    for i, curve in enumerate(curves):
+        p0, s0, p1, s1 = periods[i]
+        alias = abs(1 / p0 - 1 / p1) if np.isfinite(p0) and np.isfinite(p1) else np.nan
+        t, f, _ = std[i]
+        span = float(t[-1] - t[0]) if len(t) else np.nan
+        row = [_log10(p0), s0, _log10(p1), s1,
+               float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if np.isfinite(alias) else np.nan]
+        row += _fourier(t, f, p0)
+        row += _transient(curve, bazin[i])
+        row += _colours(curve)
+        row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
+                float(len(np.unique(curve.band)))]
+        out[i, col:] = row
+    return out

@@ -1,0 +1,236 @@
+"""Train, evaluate and export both classifiers (`alert-classifier train`).
+
+Deterministic given the seed. Objects are split into train / held-out *by object* per survey before
+any augmentation, and nothing is tuned on the held-out split. Every curve is cut into the views an
+alert stream shows: up to one year of history (Rubin's prvDiaSources window) and early curves of the
+first few detections.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+
+from models import features
+from models.taxonomy import LABELS, RESIDUAL, RR_LYRAE, SN_IA, SUPERNOVA_CLASSES
+from models.train import datasets
+from models.train.export import export_model
+
+HISTORY_WINDOW_D = 365.0
+EARLY_POINTS = (3, 5, 8)
+HOLDOUT_FRACTION = 0.3
+RRL_MIN_POINTS = 8
+SN_MIN_POINTS = 2
+SN_CLASSES = (*SUPERNOVA_CLASSES, RESIDUAL)
+
+
+def progress(msg: str) -> None:
+    print(f"[train {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Views:
+    curves: list[datasets.Curve]
+    early: np.ndarray  # bool: view of the first few detections
+    X: np.ndarray | None = None
+
+    @property
+    def y(self) -> np.ndarray:
+        return np.array([c.class_id for c in self.curves])
+
+    @property
+    def source(self) -> np.ndarray:
+        return np.array([c.source for c in self.curves])
+
+    def subset(self, mask: np.ndarray) -> Views:
+        idx = np.flatnonzero(mask)
+        return Views([self.curves[i] for i in idx], self.early[idx], None if self.X is None else self.X[idx])
+
+
+def make_views(curves: list[datasets.Curve], rng: np.random.Generator) -> Views:
+    out, early = [], []
+    for c in curves:
+        # the latest year, as an alert at the last detection would carry
+        out.append(c.window(c.t >= c.t[-1] - HISTORY_WINDOW_D))
+        early.append(False)
+        if c.t[-1] - c.t[0] > HISTORY_WINDOW_D:  # one more year-long window at a random epoch
+            end = c.t[rng.integers(len(c.t) // 3, len(c.t))]
+            out.append(c.window((c.t <= end) & (c.t > end - HISTORY_WINDOW_D)))
+            early.append(False)
+        for k in EARLY_POINTS:
+            if len(c.t) > k:
+                out.append(c.window(np.arange(len(c.t)) < k))
+                early.append(True)
+    return Views(out, np.array(early))
+
+
+def split_by_object(curves: list[datasets.Curve], seed: int) -> tuple[list, list]:
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in curves:
+        # hash of id + seed: stable whatever the loading order
+        (test if rng.random() < HOLDOUT_FRACTION else train).append(c)
+    return train, test
+
+
+def fit(X: np.ndarray, y: np.ndarray, seed: int, weights: np.ndarray | None = None):
+    model = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.08, max_leaf_nodes=31,
+                                           l2_regularization=1.0, early_stopping=False, random_state=seed)
+    return model.fit(X, y, sample_weight=weights)
+
+
+def balanced_weights(y: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Each (survey, class) group weighs the same in total: real surveys are not drowned by PLAsTiCC."""
+    keys = np.array([f"{s}|{c}" for s, c in zip(source, y, strict=True)])
+    uniq, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    return (len(y) / (len(uniq) * counts))[inv]
+
+
+def ece(prob: np.ndarray, truth: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of a binary probability."""
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(prob, edges) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = idx == b
+        if m.any():
+            total += m.mean() * abs(prob[m].mean() - truth[m].mean())
+    return float(total)
+
+
+def rrl_metrics(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
+    pred = prob >= threshold
+    tp = int((pred & truth).sum())
+    fp = int((pred & ~truth).sum())
+    fn = int((~pred & truth).sum())
+    return {"n": len(truth), "n_positive": int(truth.sum()),
+            "completeness": round(tp / (tp + fn), 4) if tp + fn else None,
+            "contamination": round(fp / (tp + fp), 4) if tp + fp else None,
+            "auc": round(float(roc_auc_score(truth, prob)), 4) if 0 < truth.sum() < len(truth) else None,
+            "calibration_error": round(ece(prob, truth), 4)}
+
+
+def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray) -> dict:
+    classes = list(SN_CLASSES)
+    p_sn = proba[:, :len(SUPERNOVA_CLASSES)].sum(axis=1)
+    is_sn = np.isin(y, SUPERNOVA_CLASSES)
+    real_var = np.array([not s.startswith("plasticc") for s in source])
+    out = {"n": len(y), "sn_recall": round(float((p_sn[is_sn] >= 0.5).mean()), 4) if is_sn.any() else None,
+           "sn_auc": round(float(roc_auc_score(is_sn, p_sn)), 4) if 0 < is_sn.sum() < len(y) else None,
+           "sn_calibration_error": round(ece(p_sn, is_sn), 4)}
+    if real_var.any():
+        out["false_positive_rate_real_variables"] = round(float((p_sn[real_var] >= 0.5).mean()), 4)
+        out["n_real_variables"] = int(real_var.sum())
+    sn = is_sn & (p_sn > 0)
+    if sn.any():
+        p_ia = proba[sn, classes.index(SN_IA)] / p_sn[sn]
+        truth_ia = y[sn] == SN_IA
+        if 0 < truth_ia.sum() < sn.sum():
+            out["ia_vs_cc_auc"] = round(float(roc_auc_score(truth_ia, p_ia)), 4)
+    pred = np.array(classes)[np.argmax(proba, axis=1)]
+    out["per_class"] = {LABELS[c]: {"n": int((y == c).sum()),
+                                    "recall": round(float((pred[y == c] == c).mean()), 4) if (y == c).any()
+                                    else None,
+                                    "precision": round(float((y[pred == c] == c).mean()), 4)
+                                    if (pred == c).any() else None}
+                        for c in classes}
+    return out
+
+
+def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = "1.0.0") -> dict:
+    rng = np.random.default_rng(seed)
+    progress(f"loading datasets from {data_dir}")
+    sets = {"plasticc": datasets.load_plasticc(data_dir), "sesar": datasets.load_sesar(data_dir),
+            "eros": datasets.load_eros(data_dir)}
+    for name, curves in sets.items():
+        progress(f"  {name}: {len(curves)} objects")
+    train_c, test_c = [], []
+    for i, curves in enumerate(sets.values()):
+        a, b = split_by_object(curves, seed + i)
+        train_c += a
+        test_c += b
+    train, test = make_views(train_c, rng), make_views(test_c, rng)
+    progress(f"views: {len(train.curves)} train, {len(test.curves)} held out; extracting features...")
+    t0 = time.monotonic()
+    train.X = _extract_with_progress(train.curves)
+    test.X = _extract_with_progress(test.curves)
+    progress(f"features in {time.monotonic() - t0:.0f} s")
+
+    cards = {}
+    # --- RR Lyrae vs everything else ---
+    rrl_train = train.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in train.curves]))
+    rrl_test = test.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in test.curves]))
+    y = rrl_train.y == RR_LYRAE
+    progress(f"fitting rrlyrae on {len(y)} views ({y.sum()} RR Lyrae)")
+    rrl = fit(rrl_train.X, y.astype(int), seed, balanced_weights(y, rrl_train.source))
+    prob = rrl.predict_proba(rrl_test.X)[:, 1]
+    truth = rrl_test.y == RR_LYRAE
+    metrics = {"held_out_all": rrl_metrics(prob, truth)}
+    for src in ("plasticc", "sesar", "eros"):
+        m = np.array([s.startswith(src) for s in rrl_test.source])
+        metrics[f"held_out_{src}"] = rrl_metrics(prob[m], truth[m])
+    real = np.array([not s.startswith("plasticc") for s in rrl_test.source])
+    metrics["held_out_real"] = rrl_metrics(prob[real], truth[real])
+    # across surveys: trained without EROS, tested on every EROS view
+    no_eros = np.array([not s.startswith("eros") for s in rrl_train.source])
+    rrl_ne = fit(rrl_train.X[no_eros], y[no_eros].astype(int), seed,
+                 balanced_weights(y[no_eros], rrl_train.source[no_eros]))
+    eros_all = np.concatenate([[s.startswith("eros") for s in v.source] for v in (rrl_train, rrl_test)])
+    X_all = np.vstack([rrl_train.X, rrl_test.X])
+    y_all = np.concatenate([rrl_train.y, rrl_test.y]) == RR_LYRAE
+    metrics["cross_survey_trained_without_eros_tested_on_eros"] = rrl_metrics(
+        rrl_ne.predict_proba(X_all[eros_all])[:, 1], y_all[eros_all])
+    progress(f"rrlyrae held-out real: {metrics['held_out_real']}")
+    cards["rrlyrae"] = export_model(
+        rrl, name="rrlyrae", version=version, out_dir=out_dir, class_ids=[RESIDUAL, RR_LYRAE],
+        X_check=rrl_test.X, metrics=metrics, min_points=RRL_MIN_POINTS,
+        description="RR Lyrae (2323) vs everything else (200): HistGradientBoosting on scale-free "
+                    "light-curve features.",
+        training_data=_training_description(sets, rrl_train))
+
+    # --- supernova-like vs everything else, and the SN type ---
+    sn_train = train.subset(np.array([len(c.t) >= SN_MIN_POINTS for c in train.curves]))
+    sn_test = test.subset(np.array([len(c.t) >= SN_MIN_POINTS for c in test.curves]))
+    ysn = np.where(np.isin(sn_train.y, SUPERNOVA_CLASSES), sn_train.y, RESIDUAL)
+    progress(f"fitting supernova on {len(ysn)} views")
+    sn = fit(sn_train.X, ysn, seed, balanced_weights(ysn, sn_train.source))
+    order = [list(sn.classes_).index(c) for c in SN_CLASSES]
+    proba = sn.predict_proba(sn_test.X)[:, order]
+    ytest = np.where(np.isin(sn_test.y, SUPERNOVA_CLASSES), sn_test.y, RESIDUAL)
+    sn_m = {"held_out_all": sn_metrics(proba, ytest, sn_test.source),
+            "held_out_early": sn_metrics(proba[sn_test.early], ytest[sn_test.early],
+                                         sn_test.source[sn_test.early]),
+            "held_out_full": sn_metrics(proba[~sn_test.early], ytest[~sn_test.early],
+                                        sn_test.source[~sn_test.early])}
+    progress(f"supernova held-out: recall {sn_m['held_out_all']['sn_recall']}, "
+             f"Ia-vs-CC AUC {sn_m['held_out_all'].get('ia_vs_cc_auc')}")
+    cards["supernova"] = export_model(
+        sn, name="supernova", version=version, out_dir=out_dir, class_ids=list(sn.classes_),
+        X_check=sn_test.X, metrics=sn_m, min_points=SN_MIN_POINTS,
+        description="Supernova-like vs everything else; within SNe the type (Ia, Ib/c, II, SLSN); "
+                    "remaining mass on Residual (200). Trained on full and early light curves.",
+        training_data=_training_description(sets, sn_train))
+    return cards
+
+
+def _extract_with_progress(curves: list, chunk: int = 2000) -> np.ndarray:
+    parts = []
+    for start in range(0, len(curves), chunk):
+        parts.append(features.extract(curves[start:start + chunk], n_jobs=-1))
+        progress(f"  features {min(start + chunk, len(curves))}/{len(curves)}")
+    return np.vstack(parts)
+
+
+def _training_description(sets: dict, views: Views) -> dict:
+    uniq, counts = np.unique(views.source, return_counts=True)
+    return {"objects": {k: len(v) for k, v in sets.items()},
+            "train_views_by_source": dict(zip(uniq.tolist(), counts.tolist(), strict=True)),
+            "split": f"by object, {HOLDOUT_FRACTION:.0%} held out per survey",
+            "views": f"latest {HISTORY_WINDOW_D:.0f} d, a random {HISTORY_WINDOW_D:.0f} d window, "
+                     f"first {EARLY_POINTS} detections"}
