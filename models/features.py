@@ -186,7 +186,8 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
     col = len(SHAPE_NAMES)
     for i, curve in enumerate(curves):
         p0, s0, p1, s1 = periods[i]
-        alias = abs(1 / p0 - 1 / p1) if np.isfinite(p0) and np.isfinite(p1) else np.nan
+        # 1-day aliases: frequencies one or two cycles per day apart (nightly sampling)
+        alias = abs(1 / p0 - 1 / p1) if p0 > 0 and p1 > 0 else np.nan
         t, f, _ = std[i]
         span = float(t[-1] - t[0]) if len(t) else np.nan
         row = [_log10(p0), s0, _log10(p1), s1,

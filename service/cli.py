@@ -7,11 +7,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from models.errors import AlertClassifierError, DecodeError
 from service.settings import Settings
 from streaming import local_broker
-from streaming.decode import Decoder, latest_version
+from streaming.decode import Decoder, SchemaVersion, latest_version
 from streaming.kafka import broker, create_topics, produce_all
 from streaming.lightcurve import light_curves
 from streaming.simulate import simulate_alerts
@@ -92,6 +93,54 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
+    """Offline: classify alert files and print one JSON line per alert (or per unreadable file)."""
+    import orjson
+
+    from models.registry import Registry
+    from streaming.pipeline import classify_alerts
+    from streaming.replay import alert_files, read_alerts
+
+    version = SchemaVersion.parse(args.schema) if args.schema else settings.default_version
+    decoder = Decoder(version, settings.schema_registry_url)
+    registry = Registry()
+    failures = 0
+    for path in alert_files(args.paths):
+        items = read_alerts(path, decoder)
+        alerts = [a for a in items if not isinstance(a, DecodeError)]
+        for err in (e for e in items if isinstance(e, DecodeError)):
+            failures += 1
+            sys.stdout.buffer.write(orjson.dumps({"file": str(path), "error": {
+                "reason": err.reason, "message": str(err)}}) + b"\n")
+        for result in classify_alerts(alerts, registry):
+            sys.stdout.buffer.write(orjson.dumps({"file": str(path), **result}) + b"\n")
+    sys.stdout.flush()
+    return 1 if failures else 0
+
+
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from models.train.train import train_all
+
+    data_dir = args.data_dir or settings.training_data_dir
+    if not data_dir.is_dir():
+        print(f"training data directory {data_dir} not found: pass --data-dir or set "
+              "ALERT_CLASSIFIER_TRAINING_DATA_DIR", file=sys.stderr)
+        return 2
+    cards = train_all(data_dir, args.out, seed=args.seed, version=args.version)
+    for name, card in cards.items():
+        print(f"{name} {card['version']}: sha256 {card['sha256'][:12]}..., written to "
+              f"{args.out / name / card['version']}")
+    return 0
+
+
+def cmd_colours(args: argparse.Namespace, settings: Settings) -> int:
+    from models.train.colours import colour_table
+
+    data_dir = args.data_dir or settings.training_data_dir
+    print(colour_table(data_dir, seed=args.seed))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alert-classifier", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +154,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--history", type=int, default=30, help="history points per alert (default 30)")
     run.add_argument("--seed", type=int, default=0)
     run.set_defaults(func=cmd_run)
+
+    classify = sub.add_parser("classify", help="classify alert files offline (no Kafka); JSON lines out")
+    classify.add_argument("paths", nargs="+", help="Avro packets or containers, JSON alerts, directories")
+    classify.add_argument("--schema", help="schema version of unframed Avro packets, e.g. 7.0")
+    classify.set_defaults(func=cmd_classify)
+
+    from models.registry import ARTIFACTS
+
+    train = sub.add_parser("train", help="train, evaluate and export every model (ONNX + card)")
+    train.add_argument("--data-dir", type=Path, help="datasets folder (default: ../shared/data)")
+    train.add_argument("--out", type=Path, default=ARTIFACTS, help=f"artefacts folder (default {ARTIFACTS})")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--version", default="1.0.0")
+    train.set_defaults(func=cmd_train)
+
+    colours = sub.add_parser("colours", help="the astroML RR Lyrae colour exercise: completeness table")
+    colours.add_argument("--data-dir", type=Path)
+    colours.add_argument("--seed", type=int, default=0)
+    colours.set_defaults(func=cmd_colours)
     return parser
 
 

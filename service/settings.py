@@ -35,6 +35,8 @@ class Settings(BaseSettings):
         None, description="Optional Confluent schema registry for ids lsst-alert-packet does not ship.")
 
     data_dir: Path = Field(Path("var"), description="Local data directory (SQLite store, state).")
+    training_data_dir: Path = Field(Path("../shared/data"),
+                                    description="Labelled datasets for `alert-classifier train`.")
 
     @field_validator("default_schema_version")
     @classmethod

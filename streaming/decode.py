@@ -298,12 +298,23 @@ class Decoder:
         return Alert.from_record(record, SchemaVersion.from_id(schema_id))
 
     def decode_json(self, data: bytes | str, version: SchemaVersion | None = None) -> Alert:
-        """A JSON alert in the shape of the package's `alert.json` samples."""
+        """A JSON alert in the shape of the package's `alert.json` samples.
+
+        Without a version (argument or default), the newest shipped schema it fits is used.
+        """
         try:
             record = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidJson(f"not valid JSON: {exc}") from None
-        return self.alert_from_dict(record, version)
+        if version or self.default_version:
+            return self.alert_from_dict(record, version)
+        first_error: DecodeError | None = None
+        for candidate in reversed(shipped_versions()):
+            try:
+                return self.alert_from_dict(record, candidate)
+            except DecodeError as exc:
+                first_error = first_error or exc
+        raise first_error  # the newest schema's complaint is the most useful one
 
     def alert_from_dict(self, record: Any, version: SchemaVersion | None = None) -> Alert:
         """Validate a dict against the schema and normalise it as Avro decoding would."""

@@ -65,7 +65,7 @@ def make_views(curves: list[datasets.Curve], rng: np.random.Generator) -> Views:
             early.append(False)
         for k in EARLY_POINTS:
             if len(c.t) > k:
-                out.append(c.window(np.arange(len(c.t)) < k))
+                out.append(c.window((np.arange(len(c.t)) < k) & (c.t <= c.t[0] + HISTORY_WINDOW_D)))
                 early.append(True)
     return Views(out, np.array(early))
 

@@ -1,0 +1,65 @@
+"""Features: pure functions, scale-free, NaN (never 0) where a curve is too short."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.features import FEATURE_NAMES, PERIOD_GRID, extract
+from streaming.lightcurve import LightCurve
+from streaming.simulate import simulate_object
+
+
+def curve(kind: str, n: int, seed: int = 0) -> LightCurve:
+    obj = simulate_object(np.random.default_rng(seed), n, kind)
+    return LightCurve.from_arrays(obj.t, obj.flux, obj.flux_err, obj.band)
+
+
+def scaled(c: LightCurve, k: float) -> LightCurve:
+    return LightCurve(c.t, c.flux * k, c.flux_err * k, c.band)
+
+
+def test_shape_dtype_and_names():
+    X = extract([curve("rrlyrae", 40), curve("supernova", 25, 1), curve("agn", 60, 2)])
+    assert X.shape == (3, len(FEATURE_NAMES)) and X.dtype == np.float32
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+    assert extract([]).shape == (0, len(FEATURE_NAMES))
+
+
+@pytest.mark.parametrize("kind", ["rrlyrae", "supernova", "agn"])
+def test_features_do_not_depend_on_distance_or_zero_point(kind):
+    """Multiplying every flux by a constant (a different distance or zero point) changes nothing."""
+    c = curve(kind, 50, 3)
+    a, b = extract([c])[0], extract([scaled(c, 1e-3)])[0]
+    both = np.isfinite(a)
+    assert np.array_equal(both, np.isfinite(b))
+    np.testing.assert_allclose(a[both], b[both], rtol=2e-3, atol=2e-3)
+
+
+def test_short_curves_give_nan_not_zero():
+    one = LightCurve.from_arrays([60000.0], [100.0], [10.0], ["r"])
+    X = extract([one])[0]
+    period = FEATURE_NAMES.index("log_period_0")
+    assert np.isnan(X[period]) and np.isnan(X[FEATURE_NAMES.index("skew")])
+    assert X[FEATURE_NAMES.index("n_bands")] == 1
+
+
+def test_rr_lyrae_period_is_recovered():
+    rng = np.random.default_rng(4)
+    t = np.sort(rng.uniform(60000, 60365, 120))
+    period = 0.57
+    band = rng.choice(["g", "r", "i"], size=120)
+    flux = 1000 * np.sin(2 * np.pi * t / period) + rng.normal(0, 20, 120)
+    X = extract([LightCurve.from_arrays(t, flux, np.full(120, 20.0), band)])[0]
+    assert 10 ** X[FEATURE_NAMES.index("log_period_0")] == pytest.approx(period, rel=0.01)
+
+
+def test_grid_reaches_short_periods():
+    assert 2 * np.pi / PERIOD_GRID[-1] <= 0.2  # RRc and delta Scuti periods are on the grid
+
+
+def test_batch_equals_one_at_a_time():
+    curves = [curve(k, 30, i) for i, k in enumerate(["rrlyrae", "supernova", "agn"] * 3)]
+    batch = extract(curves)
+    single = np.vstack([extract([c]) for c in curves])
+    np.testing.assert_array_equal(batch, single)

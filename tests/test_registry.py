@@ -1,0 +1,136 @@
+"""Registry and export: real onnxruntime sessions on the shipped artefacts; parity; refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from models.errors import ModelError
+from models.features import FEATURE_NAMES
+from models.registry import ARTIFACTS, Registry, load_model
+from models.taxonomy import NOT_CLASSIFIED, RR_LYRAE
+from streaming.decode import sample_paths, shipped_versions
+from streaming.lightcurve import LightCurve
+from streaming.simulate import simulate_object
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry()
+
+
+def test_shipped_models_load_and_match_the_extractor(registry):
+    assert set(registry.models) == {"rrlyrae", "supernova"}
+    for model in registry.models.values():
+        assert model.card["feature_names"] == list(FEATURE_NAMES)
+        assert model.card["parity"]["max_abs_diff"] < 1e-4
+    assert registry.models["rrlyrae"].class_ids == [200, RR_LYRAE]
+    assert registry.models["supernova"].class_ids == [200, 2222, 2223, 2224, 2242]
+
+
+def test_probabilities_sum_to_one_and_short_curves_decline(registry):
+    rng = np.random.default_rng(0)
+    curves = []
+    for kind in ("rrlyrae", "supernova", "agn"):
+        o = simulate_object(rng, 40, kind)
+        curves.append(LightCurve.from_arrays(o.t, o.flux, o.flux_err, o.band))
+    curves.append(LightCurve.from_arrays([60000.0], [50.0], [5.0], ["g"]))
+    results = registry.classify(curves)
+    assert len(results) == 4
+    for per_alert in results[:3]:
+        for r in per_alert:
+            assert r.reason is None
+            assert sum(c["probability"] for c in r.classifications) == pytest.approx(1, abs=1e-5)
+    for r in results[3]:
+        assert r.classifications == [{"classId": NOT_CLASSIFIED, "probability": 1.0}]
+        assert "too few points" in r.reason
+
+
+def test_onnx_agrees_with_sklearn_on_a_fresh_export(tmp_path):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from models.train.export import export_model
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, len(FEATURE_NAMES))).astype(np.float32)
+    X[rng.random(X.shape) < 0.1] = np.nan  # NaN must follow the same branches in both
+    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 5]) > 0).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, y)
+    card = export_model(model, name="toy", version="0.0.1", out_dir=tmp_path, class_ids=[200, RR_LYRAE],
+                        X_check=X, metrics={}, min_points=1, description="test", training_data={})
+    loaded = load_model(tmp_path / "toy" / "0.0.1")
+    np.testing.assert_allclose(loaded.predict_proba(X), model.predict_proba(X), atol=1e-5)
+    assert card["sha256"] == loaded.card["sha256"]
+
+
+def _copy(tmp_path):
+    dst = tmp_path / "rrlyrae" / "1.0.0"
+    shutil.copytree(ARTIFACTS / "rrlyrae" / "1.0.0", dst)
+    return dst
+
+
+def test_refuses_a_card_whose_features_disagree(tmp_path):
+    folder = _copy(tmp_path)
+    card = json.loads((folder / "card.json").read_text())
+    card["feature_names"][0], card["feature_names"][1] = card["feature_names"][1], card["feature_names"][0]
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="first differences"):
+        load_model(folder)
+
+
+def test_refuses_a_tampered_onnx_file(tmp_path):
+    folder = _copy(tmp_path)
+    (folder / "model.onnx").write_bytes((folder / "model.onnx").read_bytes() + b"\0")
+    with pytest.raises(ModelError, match="sha256"):
+        load_model(folder)
+
+
+def test_refuses_an_onnx_input_of_the_wrong_width(tmp_path):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    folder = _copy(tmp_path)
+    X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    model = HistGradientBoostingClassifier(max_iter=3).fit(X, (X[:, 0] > 0).astype(int))
+    blob = to_onnx(model, initial_types=[("features", FloatTensorType([None, 3]))],
+                   options={id(model): {"zipmap": False}}).SerializeToString()
+    (folder / "model.onnx").write_bytes(blob)
+    card = json.loads((folder / "card.json").read_text())
+    import hashlib
+
+    card["sha256"] = hashlib.sha256(blob).hexdigest()
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="input shape"):
+        load_model(folder)
+
+
+def test_classify_command_on_the_package_samples():
+    """`alert-classifier classify` on every shipped sample: one JSON line per alert, both models."""
+    paths = [str(p) for v in shipped_versions() for p in sample_paths(v)]
+    out = subprocess.run([sys.executable, "-m", "service.cli", "classify", *paths],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert len(lines) == len(paths)
+    for line in lines:
+        assert "error" not in line, line
+        assert [r["classifier"] for r in line["results"]] == ["rrlyrae", "supernova"]
+        assert line["diaSourceId"] > 0
+
+
+def test_classify_reports_a_bad_file_and_goes_on(tmp_path):
+    bad = tmp_path / "bad.avro"
+    bad.write_bytes(b"\x00\x00\x00\x27\x0fgarbage")
+    good = sample_paths(shipped_versions()[-1])[0]
+    out = subprocess.run([sys.executable, "-m", "service.cli", "classify", str(bad), str(good)],
+                         capture_output=True, text=True, timeout=120)
+    lines = [json.loads(x) for x in out.stdout.splitlines()]
+    assert out.returncode == 1
+    assert lines[0]["error"]["reason"] == "unknown_schema_id"
+    assert lines[1]["results"]
