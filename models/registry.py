@@ -63,7 +63,8 @@ class LoadedModel:
         results, j = [], 0
         for i in range(len(X)):
             if not ok[i]:
-                results.append(Result(self.name, self.version, [{"classId": NOT_CLASSIFIED, "probability": 1.0}],
+                declined = [{"classId": NOT_CLASSIFIED, "probability": 1.0}]
+                results.append(Result(self.name, self.version, declined,
                                       f"too few points: {int(n_points[i])} < {self.min_points}"))
                 continue
             p = proba[j].astype(np.float64)

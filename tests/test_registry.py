@@ -91,9 +91,9 @@ def test_refuses_a_tampered_onnx_file(tmp_path):
 
 
 def test_refuses_an_onnx_input_of_the_wrong_width(tmp_path):
-    from sklearn.ensemble import HistGradientBoostingClassifier
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     folder = _copy(tmp_path)
     X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)

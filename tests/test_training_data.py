@@ -27,7 +27,7 @@ def test_real_sets_become_rubin_like_difference_curves(shared_data):
 def test_split_is_by_object_and_deterministic(shared_data):
     sesar = datasets.load_sesar(shared_data)
     a1, b1 = split_by_object(sesar, 7)
-    a2, b2 = split_by_object(sesar, 7)
+    _a2, b2 = split_by_object(sesar, 7)
     assert [c.object_id for c in b1] == [c.object_id for c in b2]
     assert not {c.object_id for c in a1} & {c.object_id for c in b1}
     views = make_views(b1, np.random.default_rng(0))

@@ -68,7 +68,7 @@ def colour_sample(data_dir: Path) -> pd.DataFrame:
     linear = datasets.load_linear_colours(data_dir)
     linear["rrlyrae"] = linear["LCtype"].isin([1, 2]).astype(int)
     sesar = datasets.load_sesar_colours(data_dir).assign(rrlyrae=1)
-    sample = pd.concat([sesar[COLOURS + ["rrlyrae"]], linear[COLOURS + ["rrlyrae"]]], ignore_index=True)
+    sample = pd.concat([sesar[[*COLOURS, "rrlyrae"]], linear[[*COLOURS, "rrlyrae"]]], ignore_index=True)
     return sample[(sample[COLOURS].abs() < 10).all(axis=1)]
 
 

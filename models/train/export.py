@@ -63,4 +63,5 @@ def check_parity(model, onnx_bytes: bytes, X: np.ndarray) -> dict:
 
 
 def _jsonable(params: dict) -> dict:
-    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v) for k, v in params.items()}
+    plain = (int, float, str, bool, type(None))
+    return {k: v if isinstance(v, plain) else repr(v) for k, v in params.items()}
