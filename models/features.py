@@ -14,6 +14,7 @@ fluxes as in alerts) and `band` (int indices into BANDS) arrays, sorted by time.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import light_curve as lc
@@ -21,14 +22,15 @@ import numpy as np
 
 BANDS = ("u", "g", "r", "i", "z", "y")
 
-# Periodogram grid: angular frequencies 0..2*pi/0.1 d (periods >= 0.1 d, short enough for RRc
-# and delta Scuti) on 2**14+1 points, the form the FFT periodogram requires. Explicit, because
-# light-curve's default grid derived from sparse year-long data misses short periods.
-MIN_PERIOD_D = 0.1
-PERIOD_GRID = np.linspace(0.0, 2 * np.pi / MIN_PERIOD_D, 2**14 + 1)
+# Periodogram grid: angular frequencies 0..2*pi/0.18 d (periods >= 0.18 d, below the shortest RRc)
+# on 2**13+1 points, the form the FFT periodogram requires: spacing 0.0043 rad/d, four samples
+# across the peak of a year of data (an alert's history). Explicit, because light-curve's default
+# grid derived from sparse year-long data misses short periods. Its cost is fixed by the grid size.
+MIN_PERIOD_D = 0.18
+PERIOD_GRID = np.linspace(0.0, 2 * np.pi / MIN_PERIOD_D, 2**13 + 1)
 MIN_POINTS_PERIOD = 8
 MIN_POINTS_SHAPE = 4
-COLOUR_PAIRS = ((0, 1), (1, 2), (2, 3), (3, 4))  # u-g, g-r, r-i, i-z
+COLOUR_PAIRS = ((0, 1), (1, 2), (2, 3), (3, 4), (1, 3))  # u-g, g-r, r-i, i-z, g-i
 
 
 class LightCurveLike(Protocol):
@@ -58,21 +60,63 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
     SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + COUNT_NAMES)
 
 
-def _standardised(curve: LightCurveLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All bands on one scale-free series: per band, (flux - median) / robust spread."""
+def _band_quantiles(band: np.ndarray, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
+    """Per-band quantiles [len(qs), len(BANDS)] (NaN for empty bands) from one sort, no per-band loop."""
+    order = np.lexsort((values, band))
+    ordered = values[order]
+    counts = np.bincount(band, minlength=len(BANDS))
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    present = counts > 0
+    out = np.full((len(qs), len(BANDS)), np.nan)
+    for k, q in enumerate(qs):
+        pos = starts + q * np.maximum(counts - 1, 0)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, starts + counts - 1)
+        frac = pos - lo
+        lo, hi = lo[present], np.maximum(hi[present], lo[present])
+        out[k, present] = ordered[lo] * (1 - frac[present]) + ordered[hi] * frac[present]
+    return out
+
+
+@dataclass
+class _Prepared:
+    """Per-curve arrays shared by the feature groups, computed once."""
+
+    t: np.ndarray
+    flux: np.ndarray
+    err: np.ndarray
+    band: np.ndarray
+    counts: np.ndarray  # points per band
+    p05: np.ndarray
+    p95: np.ndarray
+    std_flux: np.ndarray  # per band (flux - median) / robust spread: scale-free, bands comparable
+    std_err: np.ndarray
+
+
+def _prepare(curve: LightCurveLike) -> _Prepared:
     t = np.asarray(curve.t, np.float64)
     flux = np.asarray(curve.flux, np.float64)
     err = np.asarray(curve.flux_err, np.float64)
-    out_f, out_e = np.empty_like(flux), np.empty_like(err)
-    for b in np.unique(curve.band):
-        m = curve.band == b
-        f = flux[m]
-        scale = 1.4826 * np.median(np.abs(f - np.median(f))) if m.sum() >= 3 else 0.0
-        if not scale > 0:
-            scale = np.max(np.abs(f)) if np.any(f) else 1.0
-        out_f[m] = (f - np.median(f)) / scale
-        out_e[m] = err[m] / scale
-    return t, out_f, np.maximum(out_e, 1e-6)
+    band = np.asarray(curve.band, np.int64)
+    counts = np.bincount(band, minlength=len(BANDS))
+    if len(t) == 0:
+        empty = np.full(len(BANDS), np.nan)
+        return _Prepared(t, flux, err, band, counts, empty, empty, flux, err)
+    p05, median, p95 = _band_quantiles(band, flux, (0.05, 0.5, 0.95))
+    dev = np.abs(flux - median[band])
+    mad = 1.4826 * _band_quantiles(band, dev, (0.5,))[0]
+    peak = np.zeros(len(BANDS))
+    np.maximum.at(peak, band, dev)
+    # robust spread where a band has 3+ points, else its largest deviation, else 1
+    scale = np.where((counts >= 3) & (mad > 0), mad, np.where(peak > 0, peak, 1.0))
+    return _Prepared(t, flux, err, band, counts, p05, p95, (flux - median[band]) / scale[band],
+                     np.maximum(err / scale[band], 1e-6))
+
+
+def _standardised(curve: LightCurveLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All bands on one scale-free series: per band, (flux - median) / robust spread."""
+    p = _prepare(curve)
+    return p.t, p.std_flux, p.std_err
 
 
 def _fourier(t: np.ndarray, f: np.ndarray, period: float) -> list[float]:
@@ -125,25 +169,23 @@ def _transient(curve: LightCurveLike, bazin: np.ndarray) -> list[float]:
     ]
 
 
-def _colours(curve: LightCurveLike) -> list[float]:
-    """Ratios between bands: variability amplitude ratio and flux ratio near the peak (as magnitudes)."""
-    flux, band, t = np.asarray(curve.flux, np.float64), curve.band, curve.t
-    spread, peak = {}, {}
-    i_max = int(np.argmax(flux)) if len(flux) else 0
-    for b in range(len(BANDS)):
-        m = band == b
-        if m.sum() >= 3:
-            f = flux[m]
-            spread[b] = np.percentile(f, 95) - np.percentile(f, 5)
-        if m.any() and len(flux) and flux[i_max] > 0:
-            near = m & (np.abs(t - t[i_max]) < 5.0)
-            if near.any():
-                peak[b] = np.max(flux[near])
-    amp = [-2.5 * _log10(spread[a] / spread[b]) if a in spread and b in spread and spread[b] > 0 else np.nan
-           for a, b in COLOUR_PAIRS]
-    col = [-2.5 * _log10(peak[a] / peak[b]) if a in peak and b in peak and peak[b] > 0 else np.nan
-           for a, b in COLOUR_PAIRS]
-    return amp + col
+PEAK_WINDOW_D = 5.0
+
+
+def _colours(p: _Prepared) -> list[float]:
+    """Ratios between bands, as magnitudes: of the variability amplitude (5-95% range) and of the
+    flux near the peak. Both are free of distance and zero point."""
+    spread = np.where(p.counts >= 3, p.p95 - p.p05, np.nan)
+    peak = np.full(len(BANDS), np.nan)
+    if len(p.flux) and np.max(p.flux) > 0:
+        near = np.abs(p.t - p.t[np.argmax(p.flux)]) < PEAK_WINDOW_D
+        peak_near = np.full(len(BANDS), -np.inf)
+        np.maximum.at(peak_near, p.band[near], p.flux[near])
+        peak = np.where(peak_near > 0, peak_near, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        amp = [-2.5 * np.log10(spread[a] / spread[b]) for a, b in COLOUR_PAIRS]
+        col = [-2.5 * np.log10(peak[a] / peak[b]) for a, b in COLOUR_PAIRS]
+    return [float(x) if np.isfinite(x) else np.nan for x in amp + col]
 
 
 def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
@@ -155,7 +197,8 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
     out = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
     if n == 0:
         return out
-    std = [_standardised(c) for c in curves]
+    prepared = [_prepare(c) for c in curves]
+    std = [(p.t, p.std_flux, p.std_err) for p in prepared]
 
     shape_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_SHAPE]
     if shape_idx:
@@ -194,7 +237,7 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
                float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if np.isfinite(alias) else np.nan]
         row += _fourier(t, f, p0)
         row += _transient(curve, bazin[i])
-        row += _colours(curve)
+        row += _colours(prepared[i])
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
                 float(len(np.unique(curve.band)))]
         out[i, col:] = row
