@@ -133,10 +133,12 @@ class Registry:
 
     def classify(self, curves) -> list[list[Result]]:
         """Features once for the batch, then one ONNX call per model. Returns per-curve result lists."""
-        X = features.extract(curves)
-        n_points = np.array([len(c.t) for c in curves])
+        return self.score(features.extract(curves), np.array([len(c.t) for c in curves]))
+
+    def score(self, X: np.ndarray, n_points: np.ndarray) -> list[list[Result]]:
+        """Every model on a feature matrix: one ONNX call per model for the whole batch."""
         per_model = [m.classify(X, n_points) for m in self.models.values()]
-        return [list(rs) for rs in zip(*per_model, strict=True)] if curves else []
+        return [list(rs) for rs in zip(*per_model, strict=True)] if len(X) else []
 
 
 def _version_key(version: str) -> tuple:

@@ -93,6 +93,142 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Consumer only, for scale-out: more of these in one group split the partitions."""
+    import logging
+
+    from service.runtime import make_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not settings.kafka_bootstrap_servers:
+        print("worker needs a cluster: set ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS "
+              "(or use `alert-classifier run`, which starts a local broker)", file=sys.stderr)
+        return 2
+    worker = make_worker(settings, settings.kafka_bootstrap_servers)
+    worker.install_signal_handlers()
+    stats = worker.run(max_messages=args.max_messages)
+    print(f"stopped after {stats.total()} messages: classified {stats.total('classified')}, "
+          f"declined {stats.total('declined')}, dead-lettered {stats.total('dead_lettered')}",
+          file=sys.stderr)
+    return 0
+
+
+class Progress:
+    """A one-line progress display on stderr with the achieved rate."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.t0, self.last = total, what, time.monotonic(), 0.0
+
+    def __call__(self, n: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < 0.25 and n < self.total:
+            return
+        self.last = now
+        rate = n / max(now - self.t0, 1e-9)
+        width = 30
+        filled = int(width * n / max(self.total, 1))
+        print(f"\r{self.what} [{'#' * filled}{'.' * (width - filled)}] {n}/{self.total} "
+              f"{rate:,.0f}/s", end="", file=sys.stderr, flush=True)
+        if n >= self.total:
+            print(file=sys.stderr)
+
+
+def _simulator(args: argparse.Namespace, settings: Settings):
+    from streaming.simulate import NightSimulator, objects_from_curves
+
+    make_object = None
+    data_dir = settings.training_data_dir
+    if args.source in ("auto", "data") and data_dir.is_dir():
+        try:
+            from models.train import datasets
+        except ImportError:  # training extras not installed: built-in generator
+            datasets = None
+        if datasets is not None:
+            print(f"drawing objects from real light curves in {data_dir} (PLAsTiCC, Sesar, EROS)...",
+                  file=sys.stderr)
+            curves = (datasets.load_plasticc(data_dir) + datasets.load_sesar(data_dir)
+                      + datasets.load_eros(data_dir))
+            make_object = objects_from_curves(curves)
+    elif args.source == "data":
+        print(f"no datasets at {data_dir}", file=sys.stderr)
+    return NightSimulator(args.seed, make_object=make_object, cutout_bytes=args.cutout_bytes)
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    """Produce a simulated night: visits of `--visit-size` alerts, paced to `--rate` alerts/s."""
+    if not settings.kafka_bootstrap_servers:
+        print("simulate needs a cluster: set ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS "
+              "(`alert-classifier kafka start` prints it)", file=sys.stderr)
+        return 2
+    produce_simulated(settings, settings.kafka_bootstrap_servers, args)
+    return 0
+
+
+def produce_simulated(settings: Settings, bootstrap: str, args: argparse.Namespace) -> int:
+    from confluent_kafka import Producer
+
+    from streaming.kafka import producer_config
+
+    sim = _simulator(args, settings)
+    decoder = Decoder()
+    topic = args.topic or settings.alert_topic
+    create_topics(bootstrap, [topic], settings.kafka_partitions)
+    producer = Producer(producer_config(bootstrap))
+    progress = Progress(args.count, f"simulate -> {topic}")
+    sent, t0 = 0, time.monotonic()
+    while sent < args.count:
+        visit = list(sim.alerts(min(args.visit_size, args.count - sent)))
+        for record in visit:
+            value = decoder.encode(record, sim.version)
+            key = str(record["diaSource"]["diaObjectId"]).encode()
+            while True:
+                try:
+                    producer.produce(topic, value, key)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            sent += 1
+            producer.poll(0)
+            progress(sent)
+            if args.rate:  # pace to the requested rate
+                ahead = sent / args.rate - (time.monotonic() - t0)
+                if ahead > 0:
+                    time.sleep(ahead)
+        if args.visit_interval and sent < args.count:
+            time.sleep(args.visit_interval)
+    producer.flush(60)
+    progress(sent, force=True)
+    return sent
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Alert files into a topic: raw packets byte for byte, container/JSON alerts re-encoded framed."""
+    from streaming.replay import alert_files, read_alerts
+
+    if not settings.kafka_bootstrap_servers:
+        print("replay needs a cluster: set ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 2
+    decoder = Decoder(settings.default_version, settings.schema_registry_url)
+    topic = args.topic or settings.alert_topic
+    create_topics(settings.kafka_bootstrap_servers, [topic], settings.kafka_partitions)
+
+    def values():
+        for path in alert_files(args.paths):
+            data = path.read_bytes()
+            if data[:1] == b"\x00" or not (data.startswith(b"Obj\x01") or data.lstrip()[:1] == b"{"):
+                yield data  # a packet: unchanged, even if it will be dead-lettered
+                continue
+            for item in read_alerts(path, decoder):
+                if isinstance(item, DecodeError):
+                    print(f"skipped: {item}", file=sys.stderr)
+                else:
+                    yield decoder.encode(item.record, item.version)
+
+    n = produce_all(settings.kafka_bootstrap_servers, topic, values())
+    print(f"replayed {n} alerts into {topic!r}")
+    return 0
+
+
 def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
     """Offline: classify alert files and print one JSON line per alert (or per unreadable file)."""
     import orjson
@@ -154,6 +290,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--history", type=int, default=30, help="history points per alert (default 30)")
     run.add_argument("--seed", type=int, default=0)
     run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser("worker", help="consume, classify and publish (scale out with more workers)")
+    worker.add_argument("--max-messages", type=int, help="stop after this many messages (testing)")
+    worker.set_defaults(func=cmd_worker)
+
+    simulate = sub.add_parser("simulate", help="produce a simulated night of Rubin v11.1 alerts")
+    simulate.add_argument("--count", type=int, default=10_000, help="alerts to produce (default 10000)")
+    simulate.add_argument("--rate", type=float, default=0, help="alerts/s cap (default: as fast as possible)")
+    simulate.add_argument("--visit-size", type=int, default=10_000, help="alerts per visit (Rubin: ~10000)")
+    simulate.add_argument("--visit-interval", type=float, default=0.0,
+                          help="pause between visits in s (Rubin: ~40; default 0)")
+    simulate.add_argument("--source", choices=["auto", "builtin", "data"], default="auto",
+                          help="objects from the real datasets (if present) or the built-in generator")
+    simulate.add_argument("--cutout-bytes", type=int, default=0, help="size of each of 3 cutout stamps")
+    simulate.add_argument("--topic", help="default: the alert topic from settings")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.set_defaults(func=cmd_simulate)
+
+    replay = sub.add_parser("replay", help="produce alert files (Avro, containers, JSON, directories)")
+    replay.add_argument("paths", nargs="+")
+    replay.add_argument("--topic", help="default: the alert topic from settings")
+    replay.set_defaults(func=cmd_replay)
 
     classify = sub.add_parser("classify", help="classify alert files offline (no Kafka); JSON lines out")
     classify.add_argument("paths", nargs="+", help="Avro packets or containers, JSON alerts, directories")

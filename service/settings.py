@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     schema_registry_url: str | None = Field(
         None, description="Optional Confluent schema registry for ids lsst-alert-packet does not ship.")
 
+    # Worker
+    batch_size: int = Field(500, ge=1, le=10000, description="Messages per consumed batch.")
+    output_format: str = Field("avro", pattern="^(avro|json)$",
+                               description="Output topic encoding: brokerClassification Avro or JSON.")
+
+    # Store: empty means SQLite in data_dir; postgresql://... for PostgreSQL.
+    store_dsn: str | None = Field(None, description="PostgreSQL DSN, or a SQLite file path. "
+                                                    "Unset: <data_dir>/classifications.sqlite3.")
+
     data_dir: Path = Field(Path("var"), description="Local data directory (SQLite store, state).")
     training_data_dir: Path = Field(Path("../shared/data"),
                                     description="Labelled datasets for `alert-classifier train`.")
@@ -44,6 +53,10 @@ class Settings(BaseSettings):
         if value is not None:
             SchemaVersion.parse(value)
         return value
+
+    @property
+    def store_location(self) -> str:
+        return self.store_dsn or str(self.data_dir / "classifications.sqlite3")
 
     @property
     def default_version(self) -> SchemaVersion | None:

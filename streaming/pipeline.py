@@ -1,23 +1,137 @@
-"""The batch pipeline: alerts -> light curves -> features -> every model -> result objects.
+"""The batch pipeline: raw messages -> decode -> light curves -> features -> every model -> records.
 
-Pure apart from the registry's ONNX sessions; the CLI, the HTTP API and the stream all call it,
-so they return the same objects.
+Pure apart from the registry's ONNX sessions. The CLI, the HTTP API and the stream all call
+`classify_alerts`, so they return the same objects; the stream calls `process_batch`, which also
+sorts every message into exactly one outcome: classified, declined, or dead-lettered.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from models.registry import Registry
-from streaming.decode import Alert
+import numpy as np
+
+from models import features
+from models.errors import AlertClassifierError, DecodeError
+from models.registry import Registry, Result
+from streaming.decode import Alert, Decoder
 from streaming.lightcurve import light_curves
 
 
 def classify_alerts(alerts: Sequence[Alert], registry: Registry, *, forced: bool = False) -> list[dict]:
     """One result object per alert, in order:
     {"diaSourceId", "diaObjectId", "results": [{"classifier", "version", "classifications", "reason"}]}."""
+    per_alert = registry.classify(light_curves(alerts, forced=forced))
+    return [result_object(a, results) for a, results in zip(alerts, per_alert, strict=True)]
+
+
+def result_object(alert: Alert, results: Sequence[Result]) -> dict:
+    return {"diaSourceId": alert.dia_source_id, "diaObjectId": alert.dia_object_id,
+            "results": [r.as_dict() for r in results]}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What the pipeline needs of a Kafka message (also built by tests and replay)."""
+
+    value: bytes
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+    timestamp_ms: int = 0
+
+
+@dataclass(slots=True)
+class ClassificationRecord:
+    """One classifier's verdict on one alert: the store's row, keyed by (diaSourceId, classifier, version)."""
+
+    dia_source_id: int
+    dia_object_id: int | None
+    alert_id: int
+    classifier: str
+    version: str
+    ra: float
+    dec: float
+    mjd: float
+    classifications: list[dict]
+    reason: str | None
+    topic: str
+    partition: int
+    offset: int
+    alert_timestamp_ms: int
+    ingest_timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    message: Message
+    reason: str
+    error: str
+    schema_id: int | None
+
+
+@dataclass
+class BatchOutcome:
+    records: list[ClassificationRecord] = field(default_factory=list)
+    classified: list[Message] = field(default_factory=list)  # at least one classifier judged it
+    declined: list[tuple[Message, str]] = field(default_factory=list)  # every classifier declined
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_messages(self) -> int:
+        return len(self.classified) + len(self.declined) + len(self.dead_letters)
+
+
+def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Registry,
+                  *, forced: bool = False) -> BatchOutcome:
+    out = BatchOutcome()
+    t0 = time.perf_counter()
+    decoded = decoder.decode_batch([m.value for m in messages], lean=True)
+    t1 = time.perf_counter()
+    alerts, alert_msgs = [], []
+    for msg, item in zip(messages, decoded, strict=True):
+        if isinstance(item, DecodeError):
+            out.dead_letters.append(DeadLetter(msg, item.reason, str(item), item.schema_id))
+        else:
+            alerts.append(item)
+            alert_msgs.append(msg)
     curves = light_curves(alerts, forced=forced)
-    per_alert = registry.classify(curves)
-    return [{"diaSourceId": a.dia_source_id, "diaObjectId": a.dia_object_id,
-             "results": [r.as_dict() for r in results]}
-            for a, results in zip(alerts, per_alert, strict=True)]
+    t2 = time.perf_counter()
+    try:
+        X = features.extract(curves)
+    except Exception:  # noqa: BLE001 - a poison light curve: isolate it, the rest go on
+        X = None
+    t3 = time.perf_counter()
+    if X is not None:
+        per_alert: list = registry.score(X, np.array([len(c) for c in curves]))
+    else:
+        per_alert = [_classify_one(registry, c) for c in curves]
+    t4 = time.perf_counter()
+    ingest_ms = int(time.time() * 1000)
+    for alert, msg, results in zip(alerts, alert_msgs, per_alert, strict=True):
+        if isinstance(results, Exception):
+            reason = results.reason if isinstance(results, AlertClassifierError) else "classification_error"
+            out.dead_letters.append(DeadLetter(msg, reason, f"{type(results).__name__}: {results}",
+                                               alert.version.schema_id))
+            continue
+        for r in results:
+            out.records.append(ClassificationRecord(
+                alert.dia_source_id, alert.dia_object_id, alert.alert_id, r.classifier, r.version,
+                alert.ra, alert.dec, alert.mjd, r.classifications, r.reason,
+                msg.topic, msg.partition, msg.offset, msg.timestamp_ms, ingest_ms))
+        if all(r.reason for r in results):
+            out.declined.append((msg, "; ".join(f"{r.classifier}: {r.reason}" for r in results)))
+        else:
+            out.classified.append(msg)
+    out.stage_seconds = {"decode": t1 - t0, "lightcurve": t2 - t1, "features": t3 - t2, "models": t4 - t3}
+    return out
+
+
+def _classify_one(registry: Registry, curve) -> list[Result] | Exception:
+    try:
+        return registry.classify([curve])[0]
+    except Exception as exc:  # noqa: BLE001 - becomes this alert's dead letter
+        return exc

@@ -152,7 +152,7 @@ def alert_record(obj: SimulatedObject, index: int, *, version: SchemaVersion | N
     names = field_names(version)
     template = _template(version)
     base = _full_source(version)
-    base_id = first_source_id or (obj.dia_object_id % (2**40)) * 1000
+    base_id = first_source_id or _source_base(obj)
 
     def source(i: int) -> dict:
         src = dict(base)
@@ -196,3 +196,66 @@ def simulate_alerts(n: int, *, history: int = 30, seed: int = 0, version: Schema
     for _ in range(n):
         obj = simulate_object(rng, history + 1, kind=kinds[rng.integers(len(kinds))])
         yield alert_record(obj, history, version=version, forced=forced, cutout_bytes=cutout_bytes)
+
+
+HISTORY_WINDOW_D = 365.0  # Rubin's prvDiaSources reach back 12 months
+
+
+class NightSimulator:
+    """A stream of alerts from a pool of objects, each alert the next detection of its object with
+    the previous year of detections as history, so history lengths vary as in a real survey.
+
+    `make_object(rng)` supplies new objects: the built-in generator, or real light curves
+    (see `objects_from_curves`). Alert ids are unique within one simulator."""
+
+    def __init__(self, seed: int = 0, *, make_object=None, pool_size: int = 2000,
+                 version: SchemaVersion | None = None, cutout_bytes: int = 0,
+                 points: tuple[int, int] = (5, 120)) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.version = version or latest_version()
+        self.cutout_bytes = cutout_bytes
+        self.points = points
+        self.make_object = make_object or self._builtin
+        self.pool = [self._fresh() for _ in range(pool_size)]
+
+    def _builtin(self, rng: np.random.Generator) -> SimulatedObject:
+        return simulate_object(rng, int(rng.integers(*self.points)), KINDS[rng.integers(len(KINDS))])
+
+    def _fresh(self) -> list:
+        obj = self.make_object(self.rng)
+        return [obj, 0]  # object, index of its next detection
+
+    def alerts(self, n: int) -> Iterator[dict]:
+        for _ in range(n):
+            slot = int(self.rng.integers(len(self.pool)))
+            obj, index = self.pool[slot]
+            first = int(np.searchsorted(obj.t, obj.t[index] - HISTORY_WINDOW_D))
+            yield alert_record(_window(obj, first, index + 1), index - first, version=self.version,
+                               cutout_bytes=self.cutout_bytes, first_source_id=_source_base(obj) + first)
+            self.pool[slot][1] += 1
+            if self.pool[slot][1] >= len(obj.t):
+                self.pool[slot] = self._fresh()
+
+
+def _source_base(obj: SimulatedObject) -> int:
+    return (obj.dia_object_id % (2**40)) * 1000
+
+
+def _window(obj: SimulatedObject, start: int, stop: int) -> SimulatedObject:
+    s = slice(start, stop)
+    return SimulatedObject(obj.kind, obj.dia_object_id, obj.ra, obj.dec, obj.t[s], obj.flux[s],
+                           obj.flux_err[s], obj.band[s])
+
+
+def objects_from_curves(curves: list, rng_ids: np.random.Generator | None = None):
+    """A `make_object` drawing real light curves (objects with t, flux, flux_err, band indices)."""
+
+    def make(rng: np.random.Generator) -> SimulatedObject:
+        c = curves[int(rng.integers(len(curves)))]
+        shift = 61000.0 - c.t[-1]  # move the curve to Rubin's era; cadence and shape unchanged
+        dec = float(np.degrees(np.arcsin(rng.uniform(-1, 0.3))))
+        return SimulatedObject(getattr(c, "source", "real"), int(rng.integers(1, 2**62)),
+                               float(rng.uniform(0, 360)), dec, c.t + shift,
+                               np.asarray(c.flux, np.float32), np.asarray(c.flux_err, np.float32),
+                               np.array([BANDS[b] for b in c.band]))
+    return make

@@ -1,0 +1,35 @@
+"""Wiring: build the long-lived parts (store, registry, worker) from the one Settings object."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from models.registry import Registry
+from service.settings import Settings
+from service.store import Store
+from streaming.consumer import BatchObserver, Worker, WorkerConfig
+from streaming.decode import Decoder
+from streaming.kafka import create_topics
+
+
+def package_version() -> str:
+    try:
+        return version("alert-classifier")
+    except PackageNotFoundError:
+        return "0.0.0+local"
+
+
+def make_decoder(settings: Settings) -> Decoder:
+    return Decoder(settings.default_version, settings.schema_registry_url)
+
+
+def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None = None,
+                store: Store | None = None, observer: BatchObserver | None = None) -> Worker:
+    create_topics(bootstrap, [settings.alert_topic, settings.output_topic, settings.dead_letter_topic],
+                  settings.kafka_partitions)
+    config = WorkerConfig(bootstrap=bootstrap, topic=settings.alert_topic, group=settings.consumer_group,
+                          output_topic=settings.output_topic, dead_letter_topic=settings.dead_letter_topic,
+                          broker_version=package_version(), batch_size=settings.batch_size,
+                          output_format=settings.output_format)
+    return Worker(config, registry or Registry(), store or Store(settings.store_location),
+                  make_decoder(settings), observer)

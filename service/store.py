@@ -1,0 +1,279 @@
+"""Classification store: SQLite (default, WAL) or PostgreSQL (a DSN), one interface, same SQL.
+
+Rows are upserted on (diaSourceId, classifier, version), so a replayed alert never duplicates.
+Positions are also kept as unit vectors so a cone search is exact arithmetic in SQL (no trig
+functions needed, correct across RA 0/360 and at the poles) after an indexed declination cut.
+Schema creation and upgrades are automatic and versioned (`schema_version` table).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import threading
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from models.errors import StoreError
+from streaming.pipeline import ClassificationRecord
+
+# Each migration is a list of statements; `{id}` is the auto-increment key of the dialect.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE IF NOT EXISTS classifications (
+            id {id},
+            dia_source_id BIGINT NOT NULL,
+            classifier TEXT NOT NULL,
+            version TEXT NOT NULL,
+            dia_object_id BIGINT,
+            alert_id BIGINT NOT NULL,
+            ra DOUBLE PRECISION NOT NULL,
+            dec DOUBLE PRECISION NOT NULL,
+            cx DOUBLE PRECISION NOT NULL,
+            cy DOUBLE PRECISION NOT NULL,
+            cz DOUBLE PRECISION NOT NULL,
+            mjd DOUBLE PRECISION NOT NULL,
+            top_class INTEGER NOT NULL,
+            top_probability REAL NOT NULL,
+            classifications TEXT NOT NULL,
+            reason TEXT,
+            topic TEXT,
+            kafka_partition INTEGER,
+            kafka_offset BIGINT,
+            alert_timestamp_ms BIGINT,
+            ingest_timestamp_ms BIGINT,
+            UNIQUE (dia_source_id, classifier, version)
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_cls_object ON classifications (dia_object_id, mjd)",
+        "CREATE INDEX IF NOT EXISTS ix_cls_mjd ON classifications (mjd)",
+        "CREATE INDEX IF NOT EXISTS ix_cls_dec ON classifications (dec)",
+        "CREATE INDEX IF NOT EXISTS ix_cls_classifier ON classifications (classifier, id)",
+        """CREATE TABLE IF NOT EXISTS probabilities (
+            classification_id BIGINT NOT NULL,
+            class_id INTEGER NOT NULL,
+            probability REAL NOT NULL,
+            PRIMARY KEY (classification_id, class_id)
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_prob_class ON probabilities (class_id, probability)",
+    ],
+]
+
+UPSERT = """INSERT INTO classifications (dia_source_id, classifier, version, dia_object_id, alert_id,
+    ra, dec, cx, cy, cz, mjd, top_class, top_probability, classifications, reason, topic,
+    kafka_partition, kafka_offset, alert_timestamp_ms, ingest_timestamp_ms)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (dia_source_id, classifier, version) DO UPDATE SET
+    dia_object_id = excluded.dia_object_id, alert_id = excluded.alert_id, ra = excluded.ra,
+    dec = excluded.dec, cx = excluded.cx, cy = excluded.cy, cz = excluded.cz, mjd = excluded.mjd,
+    top_class = excluded.top_class, top_probability = excluded.top_probability,
+    classifications = excluded.classifications, reason = excluded.reason, topic = excluded.topic,
+    kafka_partition = excluded.kafka_partition, kafka_offset = excluded.kafka_offset,
+    alert_timestamp_ms = excluded.alert_timestamp_ms, ingest_timestamp_ms = excluded.ingest_timestamp_ms"""
+
+UPSERT_PROBABILITY = """INSERT INTO probabilities (classification_id, class_id, probability)
+    VALUES (?, ?, ?) ON CONFLICT (classification_id, class_id)
+    DO UPDATE SET probability = excluded.probability"""
+
+COLUMNS = ("id", "dia_source_id", "classifier", "version", "dia_object_id", "alert_id", "ra", "dec",
+           "mjd", "top_class", "top_probability", "classifications", "reason", "topic",
+           "kafka_partition", "kafka_offset", "alert_timestamp_ms", "ingest_timestamp_ms")
+
+
+def unit_vector(ra_deg: float, dec_deg: float) -> tuple[float, float, float]:
+    ra, dec = math.radians(ra_deg), math.radians(dec_deg)
+    return math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)
+
+
+@dataclass(frozen=True)
+class Cone:
+    ra: float
+    dec: float
+    radius_arcsec: float
+
+
+@dataclass(frozen=True)
+class Query:
+    classifier: str | None = None
+    class_id: int | None = None
+    min_probability: float | None = None
+    since_mjd: float | None = None
+    until_mjd: float | None = None
+    cone: Cone | None = None
+    after_id: int = 0  # cursor: rows with a larger id
+    limit: int = 100
+
+
+class Store:
+    """SQLite when `dsn` is a path (or empty), PostgreSQL when it starts with postgresql://."""
+
+    def __init__(self, dsn: str | Path) -> None:
+        self.dsn = str(dsn)
+        self.is_postgres = self.dsn.startswith(("postgresql://", "postgres://"))
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        with self._connection() as conn:
+            self._migrate(conn)
+
+    # --- connections --------------------------------------------------------------------------
+
+    def _connect(self):
+        try:
+            if self.is_postgres:
+                import psycopg
+
+                return psycopg.connect(self.dsn, autocommit=False)
+            Path(self.dsn).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.dsn, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            return conn
+        except Exception as exc:  # noqa: BLE001 - any driver error: the store is unavailable
+            raise StoreError(f"cannot open the store {self._safe_dsn()}: {exc}") from None
+
+    def _safe_dsn(self) -> str:
+        return self.dsn.split("@")[-1] if self.is_postgres else self.dsn
+
+    @contextmanager
+    def _connection(self):
+        """One connection per thread, reused; a transaction per `with` block."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        try:
+            yield conn
+            conn.commit()
+        except StoreError:
+            conn.rollback()
+            raise
+        except Exception as exc:
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001 - the connection itself is gone
+                self._local.conn = None
+            raise StoreError(f"store operation failed on {self._safe_dsn()}: {exc}") from exc
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.is_postgres else sql
+
+    def _migrate(self, conn) -> None:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        cur.execute("SELECT MAX(version) FROM schema_version")
+        current = cur.fetchone()[0] or 0
+        id_type = "BIGSERIAL PRIMARY KEY" if self.is_postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        for version, statements in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            for stmt in statements:
+                cur.execute(stmt.replace("{id}", id_type))
+            cur.execute(self._sql("INSERT INTO schema_version (version) VALUES (?)"), (version,))
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def upsert(self, records: Sequence[ClassificationRecord]) -> None:
+        """All records in one transaction; idempotent on (diaSourceId, classifier, version)."""
+        if not records:
+            return
+        rows, probs = [], []
+        for r in records:
+            top = max(r.classifications, key=lambda c: c["probability"])
+            rows.append((r.dia_source_id, r.classifier, r.version, r.dia_object_id, r.alert_id,
+                         r.ra, r.dec, *unit_vector(r.ra, r.dec), r.mjd, top["classId"],
+                         top["probability"], json.dumps(r.classifications), r.reason, r.topic,
+                         r.partition, r.offset, r.alert_timestamp_ms, r.ingest_timestamp_ms))
+        with self._lock, self._connection() as conn:
+            cur = conn.cursor()
+            cur.executemany(self._sql(UPSERT), rows)
+            keys = [(r.dia_source_id, r.classifier, r.version) for r in records]
+            ids = self._ids(cur, keys)
+            for r, key in zip(records, keys, strict=True):
+                for c in r.classifications:
+                    probs.append((ids[key], c["classId"], c["probability"]))
+            cur.executemany(self._sql(UPSERT_PROBABILITY), probs)
+
+    def _ids(self, cur, keys: list[tuple]) -> dict[tuple, int]:
+        out: dict[tuple, int] = {}
+        source_ids = sorted({k[0] for k in keys})
+        for start in range(0, len(source_ids), 500):
+            chunk = source_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            cur.execute(self._sql(f"SELECT dia_source_id, classifier, version, id FROM classifications "
+                                  f"WHERE dia_source_id IN ({marks})"), chunk)
+            for sid, clf, ver, row_id in cur.fetchall():
+                out[(sid, clf, ver)] = row_id
+        return out
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[dict]:
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql(sql), params)
+            return [self._row(r) for r in cur.fetchall()]
+
+    @staticmethod
+    def _row(values: Sequence[Any]) -> dict:
+        row = dict(zip(COLUMNS, values, strict=True))
+        row["classifications"] = json.loads(row["classifications"])
+        return row
+
+    def count(self) -> int:
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT COUNT(*) FROM classifications")
+            return int(cur.fetchone()[0])
+
+    def ping(self) -> None:
+        with self._connection() as conn:
+            conn.cursor().execute("SELECT 1")
+
+    def source_rows(self, dia_source_id: int) -> list[dict]:
+        return self._rows(f"SELECT {', '.join(COLUMNS)} FROM classifications WHERE dia_source_id = ? "
+                          "ORDER BY classifier, version", (dia_source_id,))
+
+    def object_history(self, dia_object_id: int) -> list[dict]:
+        return self._rows(f"SELECT {', '.join(COLUMNS)} FROM classifications WHERE dia_object_id = ? "
+                          "ORDER BY mjd, classifier, version", (dia_object_id,))
+
+    def query(self, q: Query) -> list[dict]:
+        where, params = ["c.id > ?"], [q.after_id]
+        join = ""
+        if q.classifier:
+            where.append("c.classifier = ?")
+            params.append(q.classifier)
+        if q.class_id is not None:
+            join = "JOIN probabilities p ON p.classification_id = c.id AND p.class_id = ?"
+            params.insert(0, q.class_id)
+            if q.min_probability is not None:
+                where.append("p.probability >= ?")
+                params.append(q.min_probability)
+        elif q.min_probability is not None:
+            where.append("c.top_probability >= ?")
+            params.append(q.min_probability)
+        if q.since_mjd is not None:
+            where.append("c.mjd >= ?")
+            params.append(q.since_mjd)
+        if q.until_mjd is not None:
+            where.append("c.mjd <= ?")
+            params.append(q.until_mjd)
+        if q.cone is not None:
+            r_deg = q.cone.radius_arcsec / 3600.0
+            where.append("c.dec BETWEEN ? AND ?")  # indexed cut; exact test below
+            params += [max(-90.0, q.cone.dec - r_deg), min(90.0, q.cone.dec + r_deg)]
+            x, y, z = unit_vector(q.cone.ra, q.cone.dec)
+            where.append("c.cx * ? + c.cy * ? + c.cz * ? >= ?")
+            params += [x, y, z, math.cos(math.radians(r_deg))]
+        cols = ", ".join(f"c.{c}" for c in COLUMNS)
+        sql = (f"SELECT {cols} FROM classifications c {join} WHERE {' AND '.join(where)} "
+               f"ORDER BY c.id LIMIT ?")
+        return self._rows(sql, [*params, q.limit])

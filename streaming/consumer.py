@@ -1,0 +1,189 @@
+"""The streaming worker: a consumer-group member that classifies alerts in batches.
+
+Loop: consume a batch -> process_batch (decode, light curves, features, models) -> store upsert
+-> produce results and dead letters and wait for their acknowledgement -> store the offsets.
+Offsets are stored only after the sinks succeeded (at-least-once); auto-commit then commits
+them and `close()` commits the last ones. Transient sink failures are retried with backoff and
+the batch is never dead-lettered for them. SIGTERM/SIGINT finish the current batch and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from models.errors import AlertClassifierError
+from models.registry import Registry
+from streaming.decode import Decoder
+from streaming.kafka import consumer_config
+from streaming.pipeline import BatchOutcome, ClassificationRecord, Message, process_batch
+from streaming.publish import Publisher
+
+log = logging.getLogger("alert_classifier.worker")
+
+
+class ResultStore(Protocol):
+    """The sink `service` implements: idempotent upsert keyed by (diaSourceId, classifier, version)."""
+
+    def upsert(self, records: Sequence[ClassificationRecord]) -> None: ...
+
+
+@dataclass
+class WorkerConfig:
+    bootstrap: str
+    topic: str
+    group: str
+    output_topic: str
+    dead_letter_topic: str
+    broker_version: str = "0.1.0"
+    batch_size: int = 500
+    poll_timeout_s: float = 0.5
+    output_format: str = "avro"
+    max_backoff_s: float = 10.0
+    # Bounds the prefetch queue whatever the backlog (memory stays flat).
+    queued_max_kbytes: int = 65536
+
+
+@dataclass
+class Stats:
+    """Counters per partition and outcome; they add up to the messages consumed."""
+
+    outcomes: Counter = field(default_factory=Counter)  # (partition, outcome) -> n
+    declined_reasons: Counter = field(default_factory=Counter)
+    dead_letter_reasons: Counter = field(default_factory=Counter)
+    batches: int = 0
+    stage_seconds: Counter = field(default_factory=Counter)
+
+    def total(self, outcome: str | None = None) -> int:
+        return sum(n for (_, o), n in self.outcomes.items() if outcome in (None, o))
+
+
+BatchObserver = Callable[[BatchOutcome, Sequence[Message], float], None]
+
+
+class Worker:
+    def __init__(self, config: WorkerConfig, registry: Registry, store: ResultStore,
+                 decoder: Decoder | None = None, observer: BatchObserver | None = None) -> None:
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self.decoder = decoder or Decoder()
+        self.observer = observer
+        self.stats = Stats()
+        self.stop_event = threading.Event()
+        self.assigned: set[tuple[str, int]] = set()
+        self.consumer = Consumer(consumer_config(
+            config.bootstrap, config.group, **{"queued.max.messages.kbytes": config.queued_max_kbytes}))
+        self.publisher = Publisher(config.bootstrap, config.output_topic, config.dead_letter_topic,
+                                   broker_version=config.broker_version, fmt=config.output_format)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop_event.set())
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned |= {(p.topic, p.partition) for p in partitions}
+        log.info("assigned %s", sorted(p.partition for p in partitions))
+
+    def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
+        # Callbacks run inside consume(), between batches: the last batch is finished and its
+        # offsets stored. Commit them now so the partition's next owner does not redo work.
+        self.assigned -= {(p.topic, p.partition) for p in partitions}
+        try:
+            consumer.commit(asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - nothing stored since the last commit, or broker gone
+            log.debug("commit on revoke: %s", exc)
+
+    def _on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
+        self.assigned -= {(p.topic, p.partition) for p in partitions}  # nothing to commit: not ours
+
+    def run(self, max_messages: int | None = None) -> Stats:
+        """Consume until stopped (or `max_messages` handled, for tests and benchmarks)."""
+        self.consumer.subscribe([self.config.topic], on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        try:
+            while not self.stop_event.is_set():
+                if max_messages is not None and self.stats.total() >= max_messages:
+                    break
+                raw = self.consumer.consume(self.config.batch_size, self.config.poll_timeout_s)
+                messages = [self._message(m) for m in raw if self._usable(m)]
+                if messages:
+                    self.handle(messages, raw)
+        finally:
+            self.consumer.close()  # commits the stored offsets
+            self.publisher.producer.flush(10)
+        return self.stats
+
+    @staticmethod
+    def _usable(msg) -> bool:
+        err = msg.error()
+        if err is None:
+            return True
+        if err.code() != KafkaError._PARTITION_EOF:
+            log.warning("consumer error: %s", err)
+        return False
+
+    @staticmethod
+    def _message(msg) -> Message:
+        return Message(msg.value() or b"", msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1])
+
+    # --- one batch ----------------------------------------------------------------------------
+
+    def handle(self, messages: list[Message], raw: Sequence) -> BatchOutcome:
+        outcome = process_batch(messages, self.decoder, self.registry)
+        t0 = time.perf_counter()
+        if not self._retry(lambda: self._write(outcome)):
+            return outcome  # stopping mid-retry: offsets not stored, the batch is redone later
+        sink_s = time.perf_counter() - t0
+        self.consumer.store_offsets(offsets=[
+            TopicPartition(m.topic(), m.partition(), m.offset() + 1) for m in raw if m.error() is None])
+        self._count(outcome, sink_s)
+        if self.observer is not None:
+            self.observer(outcome, messages, sink_s)
+        return outcome
+
+    def _write(self, outcome: BatchOutcome) -> None:
+        self.store.upsert(outcome.records)
+        self.publisher.publish(outcome.records, outcome.dead_letters)
+        self.publisher.flush()
+
+    def _retry(self, action: Callable[[], None]) -> bool:
+        delay = 0.2
+        while True:
+            try:
+                action()
+                return True
+            except AlertClassifierError as exc:
+                if not exc.transient:
+                    raise
+                log.warning("transient failure (%s), retrying in %.1f s: %s", exc.reason, delay, exc)
+            if self.stop_event.wait(delay):
+                return False
+            delay = min(delay * 2, self.config.max_backoff_s)
+
+    def _count(self, outcome: BatchOutcome, sink_s: float) -> None:
+        s = self.stats
+        s.batches += 1
+        for m in outcome.classified:
+            s.outcomes[(m.partition, "classified")] += 1
+        for m, reason in outcome.declined:
+            s.outcomes[(m.partition, "declined")] += 1
+            s.declined_reasons[reason.split(":")[0]] += 1
+        for dl in outcome.dead_letters:
+            s.outcomes[(dl.message.partition, "dead_lettered")] += 1
+            s.dead_letter_reasons[dl.reason] += 1
+        s.stage_seconds.update(outcome.stage_seconds)
+        s.stage_seconds["sinks"] += sink_s

@@ -1,0 +1,99 @@
+"""Output and dead-letter topics: brokerClassification records (Avro or JSON) and raw bad packets."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import fastavro
+import orjson
+from confluent_kafka import Producer
+
+from models.errors import BrokerError
+from streaming.kafka import producer_config
+from streaming.pipeline import ClassificationRecord, DeadLetter
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "brokerClassification.avsc"
+BROKER_NAME = "alert-classifier"
+
+
+@cache
+def classification_schema() -> dict:
+    return fastavro.parse_schema(json.loads(SCHEMA_PATH.read_text()))
+
+
+def broker_classification(record: ClassificationRecord, broker_version: str) -> dict:
+    return {"alertId": record.alert_id, "diaSourceId": record.dia_source_id,
+            "elasticcPublishTimestamp": record.alert_timestamp_ms,
+            "brokerIngestTimestamp": record.ingest_timestamp_ms,
+            "brokerName": BROKER_NAME, "brokerVersion": broker_version,
+            "classifierName": record.classifier,
+            "classifierParams": f"version={record.version}" + (f"; declined: {record.reason}"
+                                                               if record.reason else ""),
+            "classifications": record.classifications}
+
+
+def encode_classification(record: ClassificationRecord, broker_version: str, fmt: str = "avro") -> bytes:
+    body = broker_classification(record, broker_version)
+    if fmt == "json":
+        return orjson.dumps(body)
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, classification_schema(), body)
+    return buf.getvalue()
+
+
+def decode_classification(data: bytes) -> dict:
+    return fastavro.schemaless_reader(io.BytesIO(data), classification_schema(), None)
+
+
+def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
+    headers = [("reason", dl.reason.encode()), ("error", dl.error.encode()[:2000]),
+               ("source_topic", dl.message.topic.encode()),
+               ("source_partition", str(dl.message.partition).encode()),
+               ("source_offset", str(dl.message.offset).encode())]
+    if dl.schema_id is not None:
+        headers.append(("schema_id", str(dl.schema_id).encode()))
+    return headers
+
+
+class Publisher:
+    """An idempotent producer for the output and dead-letter topics. `flush()` raises BrokerError
+    unless every message of the batch was acknowledged, so offsets are stored only after delivery."""
+
+    def __init__(self, bootstrap: str, output_topic: str, dead_letter_topic: str, *,
+                 broker_version: str, fmt: str = "avro", **config: object) -> None:
+        self.producer = Producer(producer_config(bootstrap, **config))
+        self.output_topic, self.dead_letter_topic = output_topic, dead_letter_topic
+        self.broker_version, self.fmt = broker_version, fmt
+        self._errors: list[str] = []
+
+    def _on_delivery(self, err, _msg) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def _produce(self, topic: str, value: bytes, key: bytes | None, headers=None) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self.producer.poll(0.05)
+
+    def publish(self, records: Sequence[ClassificationRecord], dead_letters: Sequence[DeadLetter]) -> None:
+        for r in records:
+            key = str(r.dia_object_id if r.dia_object_id is not None else r.dia_source_id).encode()
+            self._produce(self.output_topic, encode_classification(r, self.broker_version, self.fmt), key)
+        for dl in dead_letters:
+            # the raw bytes, unchanged
+            self._produce(self.dead_letter_topic, dl.message.value, None, dead_letter_headers(dl))
+        self.producer.poll(0)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        remaining = self.producer.flush(timeout_s)
+        errors, self._errors = self._errors, []
+        if remaining or errors:
+            raise BrokerError(f"{remaining} messages undelivered after {timeout_s:.0f} s, "
+                              f"{len(errors)} delivery errors: {errors[:3]}")

@@ -1,0 +1,257 @@
+"""The streaming worker on the real broker: results, dead letters, crashes, scale-out, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from models.registry import Registry
+from service.store import Query, Store
+from streaming.consumer import Worker, WorkerConfig
+from streaming.decode import Decoder, latest_version
+from streaming.kafka import consumer_config, create_topics, produce_all
+from streaming.pipeline import classify_alerts
+from streaming.publish import decode_classification
+from streaming.simulate import NightSimulator
+
+pytestmark = pytest.mark.kafka
+VERSION = latest_version()
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture
+def topics(kafka_bootstrap) -> dict:
+    tag = uuid.uuid4().hex[:8]
+    names = {"topic": f"alerts-{tag}", "output_topic": f"out-{tag}", "dead_letter_topic": f"dlq-{tag}",
+             "group": f"grp-{tag}"}
+    create_topics(kafka_bootstrap, [names["topic"], names["output_topic"], names["dead_letter_topic"]],
+                  partitions=4)
+    return names
+
+
+def simulated_packets(n: int, seed: int = 0) -> list[bytes]:
+    decoder = Decoder()
+    return [decoder.encode(r, VERSION) for r in NightSimulator(seed, pool_size=300).alerts(n)]
+
+
+def read_topic(bootstrap: str, topic: str, expect: int | None = None, quiet_s: float = 3.0) -> list:
+    """Every message of a topic (fresh group), until `expect` are read or nothing comes for quiet_s."""
+    consumer = Consumer(consumer_config(bootstrap, f"reader-{uuid.uuid4().hex}"))
+    consumer.subscribe([topic])
+    out, last = [], time.monotonic()
+    try:
+        while time.monotonic() - last < quiet_s and (expect is None or len(out) < expect):
+            batch = [m for m in consumer.consume(1000, 0.5) if m.error() is None]
+            if batch:
+                out += batch
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    return out
+
+
+def worker_env(bootstrap: str, topics: dict, store: Path, batch: int = 100) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_CLASSIFIER_")}
+    env.update({"ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "ALERT_CLASSIFIER_ALERT_TOPIC": topics["topic"],
+                "ALERT_CLASSIFIER_OUTPUT_TOPIC": topics["output_topic"],
+                "ALERT_CLASSIFIER_DEAD_LETTER_TOPIC": topics["dead_letter_topic"],
+                "ALERT_CLASSIFIER_CONSUMER_GROUP": topics["group"],
+                "ALERT_CLASSIFIER_STORE_DSN": str(store),
+                "ALERT_CLASSIFIER_BATCH_SIZE": str(batch), "OMP_NUM_THREADS": "1"})
+    return env
+
+
+def start_worker(env: dict, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+
+
+def wait_for(predicate, timeout_s: float = 90.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def in_process_worker(bootstrap, topics, registry, store, batch=200) -> Worker:
+    config = WorkerConfig(bootstrap=bootstrap, topic=topics["topic"], group=topics["group"],
+                          output_topic=topics["output_topic"], dead_letter_topic=topics["dead_letter_topic"],
+                          batch_size=batch)
+    return Worker(config, registry, store)
+
+
+def test_n_alerts_in_n_results_out_equal_to_classify(kafka_bootstrap, topics, registry, tmp_path):
+    n = 1500
+    packets = simulated_packets(n, seed=1)
+    produce_all(kafka_bootstrap, topics["topic"], packets)
+    store = Store(tmp_path / "s.sqlite3")
+    worker = in_process_worker(kafka_bootstrap, topics, registry, store)
+    stats = worker.run(max_messages=n)
+
+    assert stats.total() == n
+    assert stats.total("classified") + stats.total("declined") == n and stats.total("dead_lettered") == 0
+    assert store.count() == n * len(registry.models)
+
+    # the stream's results equal the offline `classify` path on the same packets (full decode)
+    decoder = Decoder()
+    expected = classify_alerts([decoder.decode(p) for p in packets], registry)
+    for obj in expected[::37]:
+        rows = {r["classifier"]: r for r in store.source_rows(obj["diaSourceId"])}
+        for result in obj["results"]:
+            assert rows[result["classifier"]]["classifications"] == result["classifications"]
+            assert rows[result["classifier"]]["reason"] == result["reason"]
+
+    out = read_topic(kafka_bootstrap, topics["output_topic"], expect=n * 2)
+    assert len(out) == n * 2
+    record = decode_classification(out[0].value())
+    assert record["brokerName"] == "alert-classifier" and record["classifierName"] in registry.models
+    assert abs(sum(c["probability"] for c in record["classifications"]) - 1) < 1e-4
+
+
+def test_malformed_packets_are_dead_lettered_and_the_worker_goes_on(kafka_bootstrap, topics, registry,
+                                                                    tmp_path):
+    good = simulated_packets(300, seed=2)
+    bad = {b"": "empty", b"\x00\x01": "too_short", b"\x07garbage-bytes": "wrong_magic_byte",
+           b"\x00\x00\x00\x27\x0f" + good[0][5:]: "unknown_schema_id",
+           good[1][:100]: "corrupt_avro", good[2][:5] + b"\xff" * 50: "corrupt_avro",
+           b'{"diaSourceId": "x"}': "missing_field"}
+    mixed = good[:150] + list(bad) + good[150:]
+    produce_all(kafka_bootstrap, topics["topic"], mixed)
+    store = Store(tmp_path / "s.sqlite3")
+    worker = in_process_worker(kafka_bootstrap, topics, registry, store, batch=64)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    wait_for(lambda: worker.stats.total() >= len(mixed), what="the mixed batch")
+
+    dlq = read_topic(kafka_bootstrap, topics["dead_letter_topic"], expect=len(bad))
+    assert len(dlq) == len(bad)
+    for msg in dlq:
+        headers = {k: v.decode() for k, v in msg.headers()}
+        assert msg.value() in bad, "dead letters carry the raw bytes, unchanged"
+        assert headers["reason"] == bad[msg.value()]
+        assert headers["source_topic"] == topics["topic"]
+        assert int(headers["source_offset"]) >= 0 and headers["error"]
+    assert {k: v.decode() for k, v in dlq[0].headers()}
+    unknown = next(m for m in dlq if dict(m.headers())["reason"] == b"unknown_schema_id")
+    assert dict(unknown.headers())["schema_id"] == b"9999"
+
+    # still running: more valid alerts are classified after the bad ones
+    more = simulated_packets(50, seed=3)
+    produce_all(kafka_bootstrap, topics["topic"], more)
+    wait_for(lambda: worker.stats.total() >= len(mixed) + 50, what="alerts after the bad packets")
+    worker.stop()
+    thread.join(30)
+    s = worker.stats
+    assert s.total("dead_lettered") == len(bad)
+    assert s.total("classified") + s.total("declined") == len(good) + 50
+    assert s.total() == len(mixed) + 50  # every offset ends as exactly one outcome
+    assert store.count() == (len(good) + 50) * len(registry.models)
+
+
+def _committed(bootstrap: str, topic: str, group: str, partitions: int = 4) -> dict[int, int]:
+    c = Consumer(consumer_config(bootstrap, group))
+    try:
+        parts = c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    finally:
+        c.close()
+    return {p.partition: p.offset for p in parts}
+
+
+def test_kill_9_then_restart_loses_nothing_and_duplicates_no_rows(kafka_bootstrap, topics, tmp_path):
+    n, batch = 3000, 100
+    produce_all(kafka_bootstrap, topics["topic"], simulated_packets(n, seed=4))
+    store_path = tmp_path / "s.sqlite3"
+    store = Store(store_path)
+    env = worker_env(kafka_bootstrap, topics, store_path, batch)
+    first = start_worker(env, tmp_path / "w1.log")
+    wait_for(lambda: store.count() >= 600, what="the first worker to make progress")
+    first.send_signal(signal.SIGKILL)
+    first.wait(30)
+    before = store.count()
+    assert before < n * 2, "killed mid-stream"
+
+    second = start_worker(env, tmp_path / "w2.log")
+    try:
+        wait_for(lambda: store.count() >= n * 2, what="every alert classified after the restart")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+    assert store.count() == n * 2  # upserts: no duplicate rows
+    assert len({r["dia_source_id"] for r in store.query(Query(limit=10**7))}) == n
+    out = read_topic(kafka_bootstrap, topics["output_topic"])
+    duplicates = len(out) - n * 2
+    # at-least-once: at most the batches in flight when killed are produced twice (one per partition
+    # at most, 2 records per alert)
+    assert 0 <= duplicates <= 4 * batch * 2, duplicates
+
+
+def test_two_workers_split_the_partitions_and_classify_everything_once(kafka_bootstrap, topics, tmp_path):
+    n = 3000
+    store_path = tmp_path / "s.sqlite3"
+    store = Store(store_path)
+    env = worker_env(kafka_bootstrap, topics, store_path, 100)
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    workers = [start_worker(env, logs[0]), start_worker(env, logs[1])]
+    try:
+        time.sleep(3)  # both join before the data arrives
+        produce_all(kafka_bootstrap, topics["topic"], simulated_packets(n, seed=5))
+        wait_for(lambda: store.count() >= n * 2, what="both workers to finish")
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        codes = [w.wait(60) for w in workers]
+    assert codes == [0, 0]
+    assert store.count() == n * 2
+    assigned = [_assigned(log.read_text()) for log in logs]
+    assert all(assigned), f"each worker owned partitions: {assigned}"
+    assert not assigned[0] & assigned[1] or len(assigned[0] | assigned[1]) == 4
+    out = read_topic(kafka_bootstrap, topics["output_topic"])
+    assert len(out) == n * 2, "no reprocessing without a crash"
+
+
+def _assigned(log: str) -> set[int]:
+    parts: set[int] = set()
+    for line in log.splitlines():
+        if "assigned [" in line:
+            parts |= {int(x) for x in line.split("assigned [")[1].rstrip("]").split(",") if x.strip()}
+    return parts
+
+
+def test_sigterm_commits_and_nothing_is_reprocessed(kafka_bootstrap, topics, tmp_path):
+    n = 4000
+    produce_all(kafka_bootstrap, topics["topic"], simulated_packets(n, seed=6))
+    store_path = tmp_path / "s.sqlite3"
+    store = Store(store_path)
+    env = worker_env(kafka_bootstrap, topics, store_path, 100)
+    worker = start_worker(env, tmp_path / "w.log")
+    wait_for(lambda: store.count() >= 1000, what="progress")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(60) == 0, (tmp_path / "w.log").read_text()[-2000:]
+    done = store.count() // 2
+    committed = _committed(kafka_bootstrap, topics["topic"], topics["group"])
+    assert sum(max(o, 0) for o in committed.values()) == done, "offsets committed = alerts stored"
+
+    second = start_worker(env, tmp_path / "w2.log")
+    try:
+        wait_for(lambda: store.count() >= n * 2, what="the rest")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
+    out = read_topic(kafka_bootstrap, topics["output_topic"])
+    assert len(out) == n * 2, "nothing reprocessed after a clean shutdown"
