@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +49,11 @@ class LoadedModel:
     min_points: int
     load_seconds: float
     input_name: str = field(init=False)
+    #: recent ONNX calls (seconds, rows), for latency percentiles; totals since start
+    calls: deque = field(default_factory=lambda: deque(maxlen=2000))
+    rows_scored: int = 0
+    declined: int = 0
+    on_inference: Callable[[float, int], None] | None = None
 
     def __post_init__(self) -> None:
         self.input_name = self.session.get_inputs()[0].name
@@ -54,11 +61,29 @@ class LoadedModel:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         if len(X) == 0:
             return np.empty((0, len(self.class_ids)), np.float32)
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(X, np.float32)})[1]
+        t0 = time.perf_counter()
+        proba = self.session.run(None, {self.input_name: np.ascontiguousarray(X, np.float32)})[1]
+        seconds = time.perf_counter() - t0
+        self.calls.append((seconds, len(X)))
+        self.rows_scored += len(X)
+        if self.on_inference is not None:
+            self.on_inference(seconds, len(X))
+        return proba
+
+    def latency_ms(self) -> dict:
+        """Percentiles of recent ONNX calls, per call and per row."""
+        if not self.calls:
+            return {"calls": 0}
+        secs = np.array([c[0] for c in self.calls])
+        per_row = secs / np.array([c[1] for c in self.calls])
+        return {"calls": len(secs), "p50_call": round(float(np.percentile(secs, 50)) * 1e3, 3),
+                "p99_call": round(float(np.percentile(secs, 99)) * 1e3, 3),
+                "p50_per_row": round(float(np.percentile(per_row, 50)) * 1e3, 4)}
 
     def classify(self, X: np.ndarray, n_points: np.ndarray) -> list[Result]:
         """Score a batch; rows with too few points are declined (class 300, probability 1)."""
         ok = n_points >= self.min_points
+        self.declined += int((~ok).sum())
         proba = self.predict_proba(X[ok])
         results, j = [], 0
         for i in range(len(X)):

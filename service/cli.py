@@ -5,17 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
 from models.errors import AlertClassifierError, DecodeError
 from service.settings import Settings
 from streaming import local_broker
-from streaming.decode import Decoder, SchemaVersion, latest_version
+from streaming.decode import Decoder, SchemaVersion
 from streaming.kafka import broker, create_topics, produce_all
-from streaming.lightcurve import light_curves
-from streaming.simulate import simulate_alerts
 
 
 def _state_file(settings: Settings):
@@ -59,37 +56,62 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    """Embedded defaults: local broker, a simulated stream through it, decoded and summarised."""
-    decoder = Decoder(settings.default_version, settings.schema_registry_url)
-    version = latest_version()
+    """The whole service on embedded defaults: local broker (unless one is configured), worker and
+    API in one process, SQLite, and a simulated alert stream flowing through it. Ctrl-C stops all."""
+    import threading
+
+    import uvicorn
+
+    from service.app import create_app
+    from service.store import Store
+
     with broker(settings.kafka_bootstrap_servers, settings.kafka_cache_dir,
                 settings.kafka_partitions) as bootstrap:
-        create_topics(bootstrap, [settings.alert_topic], settings.kafka_partitions)
-        records = simulate_alerts(args.count, history=args.history, seed=args.seed)
-        n = produce_all(bootstrap, settings.alert_topic, (decoder.encode(r, version) for r in records))
-        print(f"produced {n} simulated v{version} alerts to {settings.alert_topic!r} at {bootstrap}")
-        from confluent_kafka import Consumer
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": bootstrap})
+        stop = threading.Event()
+        feeder = None
+        if args.rate > 0:
+            sim_args = argparse.Namespace(count=10**9, rate=args.rate, visit_size=args.visit_size,
+                                          visit_interval=0.0, source=args.source, cutout_bytes=0,
+                                          topic=None, seed=args.seed, stop=stop, quiet=True)
+            feeder = threading.Thread(target=produce_simulated, args=(settings, bootstrap, sim_args),
+                                      name="simulate", daemon=True)
+        app = create_app(settings, consume=True)
+        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
+                                               log_level="warning"))
+        store = Store(settings.store_location)
 
-        from streaming.kafka import consumer_config
+        def report() -> None:
+            while not stop.wait(2.0):
+                if server.started:
+                    print(f"\r{store.count():,} results stored · status page http://{settings.host}:"
+                          f"{settings.port}/ · Ctrl-C stops", end="", file=sys.stderr, flush=True)
 
-        consumer = Consumer(consumer_config(bootstrap, f"{settings.consumer_group}-demo-{time.time_ns()}"))
-        consumer.subscribe([settings.alert_topic])
-        outcomes: Counter[str] = Counter()
-        points = 0
-        deadline = time.monotonic() + 60
+        print(f"broker {bootstrap}; API and status page on http://{settings.host}:{settings.port}/ "
+              f"(OpenAPI at /docs); simulating {args.rate:g} alerts/s", file=sys.stderr)
+        if feeder is not None:
+            feeder.start()
+        threading.Thread(target=report, name="report", daemon=True).start()
         try:
-            while sum(outcomes.values()) < n and time.monotonic() < deadline:
-                msgs = [m for m in consumer.consume(500, timeout=1.0) if m.error() is None]
-                results = decoder.decode_batch([m.value() for m in msgs])
-                alerts = [r for r in results if not isinstance(r, DecodeError)]
-                for r in results:
-                    outcomes[r.reason if isinstance(r, DecodeError) else "decoded"] += 1
-                points += sum(len(lc) for lc in light_curves(alerts))
-                print(f"\rconsumed {sum(outcomes.values())}/{n}", end="", file=sys.stderr, flush=True)
+            server.run()
         finally:
-            consumer.close()
-        print(file=sys.stderr)
-        print(f"outcomes: {dict(outcomes)}; light-curve points assembled: {points}")
+            stop.set()
+            if feeder is not None:
+                feeder.join(10)
+            print("\nstopped cleanly", file=sys.stderr)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """API only (no consumer): classify requests, queries, model status."""
+    import uvicorn
+
+    from service.app import create_app
+
+    settings = settings.model_copy(update={k: v for k, v in (("host", args.host), ("port", args.port))
+                                           if v is not None})
+    uvicorn.run(create_app(settings, consume=False), host=settings.host, port=settings.port,
+                log_level="info")
     return 0
 
 
@@ -175,8 +197,10 @@ def produce_simulated(settings: Settings, bootstrap: str, args: argparse.Namespa
     create_topics(bootstrap, [topic], settings.kafka_partitions)
     producer = Producer(producer_config(bootstrap))
     progress = Progress(args.count, f"simulate -> {topic}")
+    stop = getattr(args, "stop", None)
+    quiet = getattr(args, "quiet", False)
     sent, t0 = 0, time.monotonic()
-    while sent < args.count:
+    while sent < args.count and not (stop is not None and stop.is_set()):
         visit = list(sim.alerts(min(args.visit_size, args.count - sent)))
         for record in visit:
             value = decoder.encode(record, sim.version)
@@ -189,7 +213,8 @@ def produce_simulated(settings: Settings, bootstrap: str, args: argparse.Namespa
                     producer.poll(0.05)
             sent += 1
             producer.poll(0)
-            progress(sent)
+            if not quiet:
+                progress(sent)
             if args.rate:  # pace to the requested rate
                 ahead = sent / args.rate - (time.monotonic() - t0)
                 if ahead > 0:
@@ -197,7 +222,8 @@ def produce_simulated(settings: Settings, bootstrap: str, args: argparse.Namespa
         if args.visit_interval and sent < args.count:
             time.sleep(args.visit_interval)
     producer.flush(60)
-    progress(sent, force=True)
+    if not quiet:
+        progress(sent, force=True)
     return sent
 
 
@@ -285,11 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.add_argument("action", choices=["start", "stop", "status", "jars"])
     kafka.set_defaults(func=cmd_kafka)
 
-    run = sub.add_parser("run", help="run on embedded defaults (local broker, simulated stream)")
-    run.add_argument("--count", type=int, default=300, help="simulated alerts to send (default 300)")
-    run.add_argument("--history", type=int, default=30, help="history points per alert (default 30)")
+    run = sub.add_parser("run", help="the whole service on embedded defaults, fed by simulated alerts")
+    run.add_argument("--rate", type=float, default=200.0,
+                     help="simulated alerts/s fed into it (default 200; 0: none)")
+    run.add_argument("--visit-size", type=int, default=1000, help="alerts per simulated visit")
+    run.add_argument("--source", choices=["auto", "builtin", "data"], default="builtin")
     run.add_argument("--seed", type=int, default=0)
     run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="the HTTP API only (scale the API apart from workers)")
+    serve.add_argument("--host", help="default: ALERT_CLASSIFIER_HOST or 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default: ALERT_CLASSIFIER_PORT or 8000")
+    serve.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser("worker", help="consume, classify and publish (scale out with more workers)")
     worker.add_argument("--max-messages", type=int, help="stop after this many messages (testing)")

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     store_dsn: str | None = Field(None, description="PostgreSQL DSN, or a SQLite file path. "
                                                     "Unset: <data_dir>/classifications.sqlite3.")
 
+    # HTTP API
+    host: str = Field("127.0.0.1", description="Address the API listens on.")
+    port: int = Field(8000, ge=1, le=65535)
+    api_key: str | None = Field(None, description="If set, writes (classify?store=true) need X-API-Key.")
+    max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest accepted request body.")
+    max_batch_alerts: int = Field(1000, ge=1, description="Most alerts in one JSON classify request.")
+
     data_dir: Path = Field(Path("var"), description="Local data directory (SQLite store, state).")
     training_data_dir: Path = Field(Path("../shared/data"),
                                     description="Labelled datasets for `alert-classifier train`.")

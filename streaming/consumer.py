@@ -66,7 +66,8 @@ class Stats:
         return sum(n for (_, o), n in self.outcomes.items() if outcome in (None, o))
 
 
-BatchObserver = Callable[[BatchOutcome, Sequence[Message], float], None]
+# (outcome, messages, seconds spent in the sinks, lag per assigned partition)
+BatchObserver = Callable[[BatchOutcome, Sequence[Message], float, dict[int, int]], None]
 
 
 class Worker:
@@ -152,8 +153,22 @@ class Worker:
             TopicPartition(m.topic(), m.partition(), m.offset() + 1) for m in raw if m.error() is None])
         self._count(outcome, sink_s)
         if self.observer is not None:
-            self.observer(outcome, messages, sink_s)
+            self.observer(outcome, messages, sink_s, self.lag())
         return outcome
+
+    def lag(self) -> dict[int, int]:
+        """Messages behind the high watermark per assigned partition (cached watermarks: no request)."""
+        out = {}
+        parts = [TopicPartition(t, p) for t, p in sorted(self.assigned)]
+        try:
+            positions = self.consumer.position(parts)
+        except Exception:  # noqa: BLE001 - during a rebalance: report nothing this time
+            return out
+        for tp in positions:
+            _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                out[tp.partition] = max(0, high - tp.offset)
+        return out
 
     def _write(self, outcome: BatchOutcome) -> None:
         self.store.upsert(outcome.records)

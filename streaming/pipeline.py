@@ -27,6 +27,15 @@ def classify_alerts(alerts: Sequence[Alert], registry: Registry, *, forced: bool
     return [result_object(a, results) for a, results in zip(alerts, per_alert, strict=True)]
 
 
+def classify_with_records(alerts: Sequence[Alert], registry: Registry
+                          ) -> tuple[list[dict], list[ClassificationRecord]]:
+    """classify_alerts plus the store rows of the same results (HTTP `store=true`)."""
+    per_alert = registry.classify(light_curves(alerts))
+    objects = [result_object(a, rs) for a, rs in zip(alerts, per_alert, strict=True)]
+    records = [rec for a, rs in zip(alerts, per_alert, strict=True) for rec in records_for(a, rs)]
+    return objects, records
+
+
 def result_object(alert: Alert, results: Sequence[Result]) -> dict:
     return {"diaSourceId": alert.dia_source_id, "diaObjectId": alert.dia_object_id,
             "results": [r.as_dict() for r in results]}
@@ -117,17 +126,25 @@ def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Regis
             out.dead_letters.append(DeadLetter(msg, reason, f"{type(results).__name__}: {results}",
                                                alert.version.schema_id))
             continue
-        for r in results:
-            out.records.append(ClassificationRecord(
-                alert.dia_source_id, alert.dia_object_id, alert.alert_id, r.classifier, r.version,
-                alert.ra, alert.dec, alert.mjd, r.classifications, r.reason,
-                msg.topic, msg.partition, msg.offset, msg.timestamp_ms, ingest_ms))
+        out.records += records_for(alert, results, msg, ingest_ms)
         if all(r.reason for r in results):
             out.declined.append((msg, "; ".join(f"{r.classifier}: {r.reason}" for r in results)))
         else:
             out.classified.append(msg)
     out.stage_seconds = {"decode": t1 - t0, "lightcurve": t2 - t1, "features": t3 - t2, "models": t4 - t3}
     return out
+
+
+def records_for(alert: Alert, results: Sequence[Result], msg: Message | None = None,
+                ingest_ms: int | None = None) -> list[ClassificationRecord]:
+    """Store rows for one alert's results (msg: where it came from; None for HTTP requests)."""
+    msg = msg or Message(b"", "http")
+    ingest_ms = ingest_ms if ingest_ms is not None else int(time.time() * 1000)
+    return [ClassificationRecord(alert.dia_source_id, alert.dia_object_id, alert.alert_id, r.classifier,
+                                 r.version, alert.ra, alert.dec, alert.mjd, r.classifications, r.reason,
+                                 msg.topic, msg.partition, msg.offset, msg.timestamp_ms or ingest_ms,
+                                 ingest_ms)
+            for r in results]
 
 
 def _classify_one(registry: Registry, curve) -> list[Result] | Exception:

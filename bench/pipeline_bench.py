@@ -1,0 +1,221 @@
+"""End-to-end throughput and latency through the real broker (`make bench`).
+
+For each history length (30 and 100 points, as many forced points, three 9 kB cutouts) and each
+worker count (1 and 2 processes in one consumer group):
+  1. throughput: pre-load the topic with K alerts, start the workers, time until all K are stored;
+  2. latency: produce at ~60% of that rate for a while; latency = result stored - Kafka timestamp.
+A naive one-alert-at-a-time loop (full decode, features and models per alert, one DB transaction
+and one produce per alert) runs on the same broker as the baseline.
+
+The last line printed is one JSON object (headline figures plus every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing as mp
+import os
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import fastavro
+import numpy as np
+from confluent_kafka import Consumer, Producer
+
+from models import features
+from models.registry import Registry
+from service.settings import Settings
+from service.store import Query, Store
+from streaming.consumer import Worker, WorkerConfig
+from streaming.decode import Alert, Decoder, _shipped_schema, latest_version
+from streaming.kafka import broker, consumer_config, create_topics, producer_config
+from streaming.lightcurve import light_curves
+from streaming.pipeline import ClassificationRecord, Message
+from streaming.publish import encode_classification
+from streaming.simulate import simulate_alerts
+
+VERSION = latest_version()
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def packets(n: int, history: int, seed: int) -> list[bytes]:
+    """n distinct alerts (distinct ids: the store would merge repeats)."""
+    decoder = Decoder()
+    return [decoder.encode(r, VERSION) for r in
+            simulate_alerts(n, history=history, forced=True, cutout_bytes=9000, seed=seed)]
+
+
+def produce(bootstrap: str, topic: str, values: list[bytes], rate: float | None = None) -> None:
+    producer = Producer(producer_config(bootstrap))
+    t0 = time.monotonic()
+    for i, v in enumerate(values):
+        while True:
+            try:
+                producer.produce(topic, v, str(i).encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        if rate:
+            ahead = (i + 1) / rate - (time.monotonic() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+    producer.flush(120)
+
+
+def topics(bootstrap: str, partitions: int) -> dict:
+    tag = uuid.uuid4().hex[:8]
+    t = {"topic": f"bench-{tag}", "output_topic": f"bench-out-{tag}", "dead_letter_topic": f"bench-dlq-{tag}",
+         "group": f"bench-{tag}"}
+    create_topics(bootstrap, [t["topic"], t["output_topic"], t["dead_letter_topic"]], partitions)
+    return t
+
+
+def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp.Queue) -> None:
+    config = WorkerConfig(bootstrap=bootstrap, topic=t["topic"], group=t["group"],
+                          output_topic=t["output_topic"], dead_letter_topic=t["dead_letter_topic"],
+                          batch_size=batch)
+    worker = Worker(config, Registry(), Store(store_path))
+    worker.install_signal_handlers()
+    stats = worker.run()
+    with open("/proc/self/status") as fh:
+        hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
+    out.put({"messages": stats.total(), "stage_seconds": dict(stats.stage_seconds),
+             "peak_rss_mb": hwm / 1024})
+
+
+def run_workers(bootstrap: str, n_workers: int, values: list[bytes], batch: int, latency_s: float) -> dict:
+    t = topics(bootstrap, 4)
+    store_path = tempfile.mktemp(suffix=".sqlite3", prefix="bench-")
+    store = Store(store_path)
+    n_models = 2
+    produce(bootstrap, t["topic"], values)  # the backlog
+    ctx = mp.get_context("spawn")
+    results: mp.Queue = ctx.Queue()
+    procs = [ctx.Process(target=worker_process, args=(bootstrap, t, store_path, batch, results), daemon=True)
+             for _ in range(n_workers)]
+    t0 = time.monotonic()
+    for p in procs:
+        p.start()
+    target = len(values) * n_models
+    while store.count() < target:
+        time.sleep(0.1)
+    elapsed = time.monotonic() - t0  # includes start-up and group join: a conservative figure
+    rate = len(values) / elapsed
+    log(f"  {n_workers} worker(s): {len(values)} alerts in {elapsed:.1f} s = {rate:,.0f}/s")
+
+    # latency: a paced stream below capacity
+    n_lat = int(rate * 0.6 * latency_s)
+    last_id = target  # ids of the backlog's rows are 1..target
+    produce(bootstrap, t["topic"], values[:n_lat], rate=rate * 0.6)
+    while store.count() < target + n_lat * n_models:
+        time.sleep(0.1)
+    rows = store.query(Query(after_id=last_id, limit=10**7))
+    lat = np.array([r["ingest_timestamp_ms"] - r["alert_timestamp_ms"] for r in rows], dtype=float)
+    for p in procs:
+        os.kill(p.pid, signal.SIGTERM)
+    stats = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    stages: dict[str, float] = {}
+    for s in stats:
+        for k, v in s["stage_seconds"].items():
+            stages[k] = stages.get(k, 0.0) + v
+    handled = sum(s["messages"] for s in stats)
+    Path(store_path).unlink(missing_ok=True)
+    return {"workers": n_workers, "alerts_per_s": round(rate, 1),
+            "p50_latency_ms": round(float(np.percentile(lat, 50)), 1),
+            "p99_latency_ms": round(float(np.percentile(lat, 99)), 1),
+            "latency_rate_per_s": round(rate * 0.6, 1),
+            "stage_us_per_alert": {k: round(v / handled * 1e6, 1) for k, v in stages.items()},
+            "peak_rss_mb": round(max(s["peak_rss_mb"] for s in stats), 1)}
+
+
+def naive(bootstrap: str, values: list[bytes]) -> float:
+    """The straightforward loop: poll one message, fastavro-decode the whole packet, build its light
+    curve, extract its features, run each model on one row, one DB transaction, produce."""
+    t = topics(bootstrap, 4)
+    produce(bootstrap, t["topic"], values)
+    registry = Registry()
+    schema = _shipped_schema(VERSION)
+    store = Store(tempfile.mktemp(suffix=".sqlite3", prefix="bench-naive-"))
+    consumer = Consumer(consumer_config(bootstrap, t["group"]))
+    consumer.subscribe([t["topic"]])
+    producer = Producer(producer_config(bootstrap))
+    done, t0 = 0, None
+    while done < len(values):
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        t0 = t0 or time.monotonic()
+        record = fastavro.schemaless_reader(io.BytesIO(msg.value()[5:]), schema, None)
+        alert = Alert.from_record(record, VERSION)
+        [curve] = light_curves([alert])
+        X = features.extract([curve])
+        m = Message(msg.value(), msg.topic(), msg.partition(), msg.offset(), msg.timestamp()[1])
+        records = []
+        for model in registry.models.values():
+            [result] = model.classify(X, np.array([len(curve)]))
+            records.append(ClassificationRecord(
+                alert.dia_source_id, alert.dia_object_id, alert.alert_id, result.classifier, result.version,
+                alert.ra, alert.dec, alert.mjd, result.classifications, result.reason, m.topic, m.partition,
+                m.offset, m.timestamp_ms, int(time.time() * 1000)))
+        store.upsert(records)
+        for r in records:
+            producer.produce(t["output_topic"], encode_classification(r, "bench"))
+        producer.poll(0)
+        consumer.store_offsets(msg)
+        done += 1
+    producer.flush(30)
+    consumer.close()
+    return len(values) / (time.monotonic() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--alerts", type=int, default=10_000, help="alerts per run (default 10000)")
+    parser.add_argument("--naive-alerts", type=int, default=1000)
+    parser.add_argument("--histories", type=int, nargs="+", default=[30, 100])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    settings = Settings()
+    runs = []
+    with broker(settings.kafka_bootstrap_servers, settings.kafka_cache_dir) as bootstrap:
+        for history in args.histories:
+            log(f"history {history}+{history} points: simulating {args.alerts} alerts")
+            values = packets(args.alerts, history, seed=history)
+            naive_rate = naive(bootstrap, values[:args.naive_alerts])
+            log(f"  naive loop: {naive_rate:,.0f}/s")
+            for n in args.workers:
+                run = run_workers(bootstrap, n, values, args.batch, args.latency_seconds)
+                run.update(history_points=history, naive_alerts_per_s=round(naive_rate, 1),
+                           speedup_vs_naive=round(run["alerts_per_s"] / naive_rate, 2),
+                           alert_bytes=len(values[0]))
+                runs.append(run)
+    print(f"{'hist':>5} {'workers':>7} {'alerts/s':>9} {'naive/s':>8} {'x':>5} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'RSS MB':>7}  stage us/alert")
+    for r in runs:
+        print(f"{r['history_points']:>5} {r['workers']:>7} {r['alerts_per_s']:>9,.0f} "
+              f"{r['naive_alerts_per_s']:>8,.0f} {r['speedup_vs_naive']:>5.1f} {r['p50_latency_ms']:>7.0f} "
+              f"{r['p99_latency_ms']:>7.0f} {r['peak_rss_mb']:>7.0f}  {r['stage_us_per_alert']}")
+    best = max((r for r in runs if r["history_points"] == args.histories[0]), key=lambda r: r["alerts_per_s"])
+    headline = {k: best[k] for k in ("alerts_per_s", "naive_alerts_per_s", "p50_latency_ms", "p99_latency_ms",
+                                     "workers", "history_points", "peak_rss_mb")}
+    print(json.dumps({**headline, "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""POST /v1/classify: one Avro packet, or one JSON alert or a list of them -> result objects."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from models.errors import DecodeError, SchemaMismatch
+from service.api.deps import core, require_write_access
+from streaming.decode import Alert, Decoder, SchemaVersion, shipped_versions
+from streaming.pipeline import classify_with_records
+
+router = APIRouter(prefix="/v1", tags=["classify"])
+
+AVRO_TYPES = {"application/avro", "application/vnd.apache.avro+binary", "avro/binary"}
+RESULT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "diaSourceId": {"type": "integer"}, "diaObjectId": {"type": ["integer", "null"]},
+        "results": {"type": "array", "items": {"type": "object", "properties": {
+            "classifier": {"type": "string"}, "version": {"type": "string"},
+            "classifications": {"type": "array", "items": {"type": "object", "properties": {
+                "classId": {"type": "integer"}, "probability": {"type": "number"}}}},
+            "reason": {"type": ["string", "null"]}}}},
+    },
+}
+
+
+def _fail(status: int, reason: str, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=message, headers={"x-reason": reason})
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _fail(413, "body_too_large", f"request body of {declared} bytes exceeds the limit of {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _fail(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _version(schema: str | None) -> SchemaVersion | None:
+    if schema is None:
+        return None
+    try:
+        version = SchemaVersion.parse(schema)
+    except ValueError as exc:
+        raise _fail(422, "validation_error", f"schema: {exc}") from None
+    if version not in shipped_versions():
+        known = ", ".join(str(v) for v in shipped_versions())
+        raise _fail(422, "validation_error", f"schema: {version} is not a known Rubin schema ({known})")
+    return version
+
+
+@router.post(
+    "/classify",
+    summary="Classify one Avro packet, or one JSON alert or a list of them",
+    description="`Content-Type: application/avro`: one packet, Confluent-framed, or unframed with "
+                "`?schema=11.1`. `application/json`: one alert object (as in lsst-alert-packet's "
+                "alert.json) or a list of them; the answer is then a list. `store=true` keeps the "
+                "results (needs `X-API-Key` when the service has one).",
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array",
+                                                                        "items": {"type": "object"}}]}},
+        "application/avro": {"schema": {"type": "string", "format": "binary"}}}}},
+    responses={200: {"content": {"application/json": {"schema": {"oneOf": [
+        RESULT_SCHEMA, {"type": "array", "items": RESULT_SCHEMA}]}}}},
+        413: {"description": "body too large"}, 415: {"description": "unsupported content type"},
+        422: {"description": "undecodable alert or invalid parameter"}},
+)
+async def classify(request: Request,
+                   schema: str | None = Query(None, description="schema version of an unframed Avro "
+                                                                "packet, or of JSON alerts, e.g. 11.1"),
+                   store: bool = Query(False, description="keep the results in the store")) -> Response:
+    state = core(request)
+    if store:
+        require_write_access(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type not in AVRO_TYPES | {"application/json"}:
+        raise _fail(415, "unsupported_media_type",
+                    f"Content-Type {content_type or '(none)'} is not accepted: send application/avro "
+                    "(one packet) or application/json (an alert object or a list)")
+    body = await _body(request, state.settings.max_body_bytes)
+    version = _version(schema)
+    decoder = Decoder(version or state.decoder.default_version, state.decoder.registry_url)
+    if content_type == "application/json":
+        alerts, many = _json_alerts(body, decoder, version, state.settings.max_batch_alerts)
+    else:
+        if not body:
+            raise _fail(422, "empty", "the request body is empty: send one Avro packet")
+        alerts, many = [decoder.decode(body)], False
+    objects, records = classify_with_records(alerts, state.registry)
+    if store:
+        state.store.upsert(records)
+    return Response(orjson.dumps(objects if many else objects[0]), media_type="application/json")
+
+
+def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
+                 max_alerts: int) -> tuple[list[Alert], bool]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _fail(422, "invalid_json", f"not valid JSON: {exc}") from None
+    many = isinstance(parsed, list)
+    items = parsed if many else [parsed]
+    if many and not items:
+        raise _fail(422, "validation_error", "the list of alerts is empty")
+    if len(items) > max_alerts:
+        raise _fail(413, "too_many_alerts", f"{len(items)} alerts in one request; the limit is {max_alerts}")
+    alerts = []
+    for i, item in enumerate(items):
+        try:
+            alerts.append(_from_json(item, decoder, version))
+        except DecodeError as exc:
+            where = f"[{i}]: " if many else ""
+            raise _fail(422, exc.reason, f"{where}{exc}") from None
+    return alerts, many
+
+
+def _from_json(item: object, decoder: Decoder, version: SchemaVersion | None) -> Alert:
+    if not isinstance(item, dict):
+        raise SchemaMismatch(f"an alert must be a JSON object, got {type(item).__name__}")
+    if version or decoder.default_version:
+        return decoder.alert_from_dict(item, version)
+    return decoder.decode_json(orjson.dumps(item))

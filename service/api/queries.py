@@ -1,0 +1,82 @@
+"""Queries over stored classifications: one object's history, and filtered, paginated listings."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Literal
+
+import orjson
+from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi.responses import Response
+
+from service.api.deps import core
+from service.store import Cone
+from service.store import Query as StoreQuery
+
+router = APIRouter(prefix="/v1", tags=["queries"])
+
+CSV_COLUMNS = ("id", "dia_source_id", "dia_object_id", "classifier", "version", "ra", "dec", "mjd",
+               "top_class", "top_probability", "reason")
+
+
+def _public(row: dict) -> dict:
+    return {"id": row["id"], "diaSourceId": row["dia_source_id"], "diaObjectId": row["dia_object_id"],
+            "classifier": row["classifier"], "version": row["version"], "ra": row["ra"], "dec": row["dec"],
+            "mjd": row["mjd"], "classifications": row["classifications"], "reason": row["reason"],
+            "topClass": row["top_class"], "topProbability": row["top_probability"],
+            "alertTimestampMs": row["alert_timestamp_ms"], "ingestTimestampMs": row["ingest_timestamp_ms"]}
+
+
+@router.get("/objects/{diaObjectId}", summary="Latest classification per classifier, and the history")
+def object_classifications(request: Request,
+                           dia_object_id: int = Path(alias="diaObjectId", ge=0, le=2**63 - 1)) -> Response:
+    rows = core(request).store.object_history(dia_object_id)
+    if not rows:
+        raise HTTPException(404, f"no classifications stored for diaObjectId {dia_object_id}",
+                            headers={"x-reason": "not_found"})
+    latest: dict[str, dict] = {}
+    for row in rows:  # ordered by mjd: the last one wins
+        latest[row["classifier"]] = _public(row)
+    return Response(orjson.dumps({"diaObjectId": dia_object_id, "latest": latest,
+                                  "history": [_public(r) for r in rows]}), media_type="application/json")
+
+
+@router.get("/classifications", summary="Stored classifications, filtered, with cursor pagination")
+def classifications(
+    request: Request,
+    classifier: str | None = Query(None, max_length=100, description="e.g. rrlyrae, supernova"),
+    class_id: int | None = Query(None, alias="classId", ge=0, le=100_000, description="ELAsTiCC2 class id"),
+    min_probability: float | None = Query(None, ge=0, le=1,
+                                          description="of classId if given, else of the top class"),
+    since: float | None = Query(None, ge=0, le=1e6, description="MJD (TAI) of the alert, inclusive"),
+    until: float | None = Query(None, ge=0, le=1e6, description="MJD (TAI) of the alert, inclusive"),
+    ra: float | None = Query(None, ge=0, le=360, description="cone centre, degrees"),
+    dec: float | None = Query(None, ge=-90, le=90, description="cone centre, degrees"),
+    radius: float | None = Query(None, gt=0, le=36_000, description="cone radius, arcsec"),
+    cursor: int = Query(0, ge=0, le=2**62, description="`next_cursor` of the previous page"),
+    limit: int = Query(100, ge=1, le=1000),
+    format: Literal["json", "csv"] = Query("json"),
+) -> Response:
+    cone_args = (ra, dec, radius)
+    if any(a is not None for a in cone_args) and not all(a is not None for a in cone_args):
+        raise HTTPException(422, "a cone search needs ra, dec and radius together",
+                            headers={"x-reason": "validation_error"})
+    if since is not None and until is not None and since > until:
+        raise HTTPException(422, "since is after until", headers={"x-reason": "validation_error"})
+    q = StoreQuery(classifier=classifier, class_id=class_id, min_probability=min_probability,
+                   since_mjd=since, until_mjd=until,
+                   cone=Cone(ra, dec, radius) if radius is not None else None,
+                   after_id=cursor, limit=limit)
+    rows = core(request).store.query(q)
+    next_cursor = rows[-1]["id"] if len(rows) == limit else None
+    if format == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(CSV_COLUMNS)
+        for r in rows:
+            writer.writerow([r[c] for c in CSV_COLUMNS])
+        headers = {"X-Next-Cursor": str(next_cursor)} if next_cursor is not None else {}
+        return Response(buf.getvalue(), media_type="text/csv", headers=headers)
+    return Response(orjson.dumps({"items": [_public(r) for r in rows], "next_cursor": next_cursor}),
+                    media_type="application/json")

@@ -1,0 +1,153 @@
+"""The FastAPI app factory. One app serves the HTTP API; with `consume=True` its lifespan also runs
+the streaming worker in a background thread (`alert-classifier run`).
+
+Handlers are thin: parse, call the pipeline or the store, encode. Errors share one JSON shape:
+{"error": {"status", "reason", "message", "field"}}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from models.errors import AlertClassifierError
+from models.registry import Registry
+from service.metrics import Metrics
+from service.runtime import make_decoder, make_worker, package_version
+from service.settings import Settings
+from service.store import Store
+from streaming.consumer import Worker
+from streaming.decode import Decoder
+from streaming.kafka import broker
+
+STATIC = Path(__file__).with_name("static")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    registry: Registry
+    store: Store
+    decoder: Decoder
+    metrics: Metrics
+    started: float = field(default_factory=time.time)
+    bootstrap: str | None = None
+    worker: Worker | None = None
+    worker_thread: threading.Thread | None = None
+    worker_error: str | None = None
+
+
+def error_body(status: int, reason: str, message: str, field_name: str | None = None) -> dict:
+    return {"error": {"status": status, "reason": reason, "message": message, "field": field_name}}
+
+
+def create_app(settings: Settings | None = None, *, consume: bool = False,
+               registry: Registry | None = None, store: Store | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = AppState(settings, registry or Registry(), store or Store(settings.store_location),
+                         make_decoder(settings), Metrics())
+        for name, model in state.registry.models.items():
+            model.on_inference = _inference_observer(state.metrics, name)
+        app.state.core = state
+        with contextlib.ExitStack() as stack:
+            if consume:
+                state.bootstrap = stack.enter_context(broker(
+                    settings.kafka_bootstrap_servers, settings.kafka_cache_dir, settings.kafka_partitions))
+                _start_worker(state)
+            else:
+                state.bootstrap = settings.kafka_bootstrap_servers
+            try:
+                yield
+            finally:
+                if state.worker is not None:
+                    state.worker.stop()
+                    state.worker_thread.join(60)
+                state.store.close()
+
+    app = FastAPI(title="alert-classifier", version=package_version(), lifespan=lifespan,
+                  description="Real-time classification of Rubin alerts: RR Lyrae and supernova "
+                              "candidates. Results use the ELAsTiCC2 taxonomy.")
+    _install_error_handlers(app)
+    _install_http_metrics(app)
+
+    from service.api import classify, health, models, queries
+
+    for module in (classify, queries, models, health):
+        app.include_router(module.router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def status_page() -> HTMLResponse:
+        return HTMLResponse((STATIC / "status.html").read_text())
+
+    return app
+
+
+def _inference_observer(metrics: Metrics, name: str):
+    return lambda seconds, _rows: metrics.inference.labels(name).observe(seconds)
+
+
+def _start_worker(state: AppState) -> None:
+    metrics = state.metrics
+    worker = make_worker(state.settings, state.bootstrap, registry=state.registry, store=state.store,
+                         observer=metrics.observe_batch)
+
+    def run() -> None:
+        try:
+            worker.run()
+        except Exception as exc:
+            state.worker_error = f"{type(exc).__name__}: {exc}"
+            raise
+
+    state.worker = worker
+    state.worker_thread = threading.Thread(target=run, name="alert-worker", daemon=True)
+    state.worker_thread.start()
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AlertClassifierError)
+    async def _domain(_request: Request, exc: AlertClassifierError) -> JSONResponse:
+        return JSONResponse(error_body(exc.http_status, exc.reason, str(exc)), status_code=exc.http_status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(loc) or None
+        message = f"{where}: {first.get('msg')}" if where else str(first.get("msg", "invalid request"))
+        return JSONResponse(error_body(422, "validation_error", message, where), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = exc.headers.get("x-reason", "http_error") if exc.headers else "http_error"
+        return JSONResponse(error_body(exc.status_code, reason, str(exc.detail)), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        body = error_body(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        return JSONResponse(body, status_code=500)
+
+
+def _install_http_metrics(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _measure(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        core = getattr(request.app.state, "core", None)
+        if core is not None:
+            core.metrics.http_requests.labels(request.method, path, str(response.status_code)).inc()
+            core.metrics.http_latency.labels(request.method, path).observe(time.perf_counter() - t0)
+        return response
