@@ -95,7 +95,8 @@ def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp
              "peak_rss_mb": hwm / 1024})
 
 
-def run_workers(bootstrap: str, n_workers: int, values: list[bytes], batch: int, latency_s: float) -> dict:
+def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list[bytes], batch: int,
+                latency_s: float) -> dict:
     t = topics(bootstrap, 4)
     store_path = tempfile.mktemp(suffix=".sqlite3", prefix="bench-")
     store = Store(store_path)
@@ -116,9 +117,9 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], batch: int,
     log(f"  {n_workers} worker(s): {len(values)} alerts in {elapsed:.1f} s = {rate:,.0f}/s")
 
     # latency: a paced stream below capacity
-    n_lat = int(rate * 0.6 * latency_s)
+    n_lat = min(len(fresh), int(rate * 0.6 * latency_s))
     last_id = target  # ids of the backlog's rows are 1..target
-    produce(bootstrap, t["topic"], values[:n_lat], rate=rate * 0.6)
+    produce(bootstrap, t["topic"], fresh[:n_lat], rate=rate * 0.6)
     while store.count() < target + n_lat * n_models:
         time.sleep(0.1)
     rows = store.query(Query(after_id=last_id, limit=10**7))
@@ -197,10 +198,11 @@ def main() -> None:
         for history in args.histories:
             log(f"history {history}+{history} points: simulating {args.alerts} alerts")
             values = packets(args.alerts, history, seed=history)
+            fresh = packets(args.alerts // 2, history, seed=history + 1)  # distinct ids for the latency phase
             naive_rate = naive(bootstrap, values[:args.naive_alerts])
             log(f"  naive loop: {naive_rate:,.0f}/s")
             for n in args.workers:
-                run = run_workers(bootstrap, n, values, args.batch, args.latency_seconds)
+                run = run_workers(bootstrap, n, values, fresh, args.batch, args.latency_seconds)
                 run.update(history_points=history, naive_alerts_per_s=round(naive_rate, 1),
                            speedup_vs_naive=round(run["alerts_per_s"] / naive_rate, 2),
                            alert_bytes=len(values[0]))

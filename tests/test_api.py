@@ -1,0 +1,265 @@
+"""HTTP API through the ASGI app (real store, real ONNX sessions) and through a running uvicorn."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from models.registry import Registry
+from service.app import create_app
+from service.settings import Settings
+from streaming.decode import Decoder, latest_version, read_container, sample_paths, shipped_versions
+from streaming.pipeline import classify_alerts
+from streaming.simulate import simulate_alerts
+
+VERSION = latest_version()
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry()
+
+
+@pytest.fixture
+def client(tmp_path, registry):
+    settings = Settings(data_dir=tmp_path, api_key="s3cret", max_body_bytes=200_000, max_batch_alerts=50)
+    with TestClient(create_app(settings, registry=registry)) as c:
+        yield c
+
+
+def packets(n: int, history: int = 25, seed: int = 0) -> list[bytes]:
+    decoder = Decoder()
+    return [decoder.encode(r, VERSION) for r in simulate_alerts(n, history=history, seed=seed)]
+
+
+def alert_json(seed: int = 0, history: int = 20) -> dict:
+    decoder = Decoder()
+    [record] = simulate_alerts(1, history=history, seed=seed)
+    return decoder.decode(decoder.encode(record, VERSION)).record
+
+
+def avro(c: TestClient, body: bytes, **params) -> httpx.Response:
+    return c.post("/v1/classify", content=body, params=params, headers={"content-type": "application/avro"})
+
+
+def js(c: TestClient, obj, **kw) -> httpx.Response:
+    return c.post("/v1/classify", content=json.dumps(obj), headers={"content-type": "application/json",
+                                                                    **kw.pop("headers", {})}, params=kw)
+
+
+# --- classify ----------------------------------------------------------------------------------
+
+def test_classify_avro_framed_and_unframed(client, registry):
+    [packet] = packets(1)
+    r = avro(client, packet)
+    assert r.status_code == 200
+    body = r.json()
+    assert [x["classifier"] for x in body["results"]] == list(registry.models)
+    for result in body["results"]:
+        assert sum(c["probability"] for c in result["classifications"]) == pytest.approx(1, abs=1e-5)
+    unframed = packet[5:]
+    r2 = avro(client, unframed, schema="11.1")
+    assert r2.json() == body
+    assert avro(client, unframed).status_code == 422  # no schema given for an unframed packet
+
+
+def test_classify_json_object_and_list_match_the_cli_path(client, registry):
+    alerts = [alert_json(i) for i in range(3)]
+    single = js(client, alerts[0])
+    assert single.status_code == 200 and isinstance(single.json(), dict)
+    many = js(client, alerts)
+    assert many.status_code == 200 and len(many.json()) == 3
+    decoder = Decoder()
+    expected = classify_alerts([decoder.alert_from_dict(a, VERSION) for a in alerts], registry)
+    assert many.json() == json.loads(json.dumps(expected))
+    assert single.json() == many.json()[0]
+
+
+def test_classify_agrees_with_the_classify_command(client, tmp_path):
+    files = []
+    for i, packet in enumerate(packets(4, history=40, seed=9)):
+        path = tmp_path / f"alert{i}.avro"
+        path.write_bytes(packet)
+        files.append(path)
+    out = subprocess.run([sys.executable, "-m", "service.cli", "classify", *map(str, files)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    cli = [json.loads(line) for line in out.stdout.splitlines()]
+    for path, line in zip(files, cli, strict=True):
+        http = avro(client, path.read_bytes()).json()
+        line.pop("file")
+        assert http == line
+
+
+def test_package_samples_classify_over_http(client):
+    for version in shipped_versions():
+        avro_path, json_path = sample_paths(version)
+        r = js(client, json.loads(json_path.read_text()), schema=str(version))
+        assert r.status_code == 200, (version, r.text)
+        _, records = read_container(avro_path)
+        assert avro(client, Decoder().encode(records[0], version)).status_code == 200
+
+
+@pytest.mark.parametrize(("body", "ctype", "status", "reason"), [
+    (b"\x07abc", "application/avro", 422, "wrong_magic_byte"),
+    (b"\x00\x00\x00\x27\x0f\x02", "application/avro", 422, "unknown_schema_id"),
+    (b"", "application/avro", 422, "empty"),
+    (b"{not json", "application/json", 422, "invalid_json"),
+    (b'{"diaSourceId": 1}', "application/json", 422, "missing_field"),
+    (b"[]", "application/json", 422, "validation_error"),
+    (b"[1, 2]", "application/json", 422, "schema_mismatch"),
+    (b"hello", "text/plain", 415, "unsupported_media_type"),
+    (b"x" * 300_000, "application/avro", 413, "body_too_large"),
+])
+def test_bad_input_gets_a_precise_4xx(client, body, ctype, status, reason):
+    r = client.post("/v1/classify", content=body, headers={"content-type": ctype})
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["status"] == status and err["reason"] == reason and err["message"]
+
+
+def test_list_errors_name_the_item_and_batches_are_capped(client):
+    good = alert_json(1)
+    r = js(client, [good, {"diaSourceId": 5}])
+    assert r.status_code == 422 and r.json()["error"]["message"].startswith("[1]")
+    sample = json.loads(sample_paths(VERSION)[1].read_text())  # small: 51 stay under the body limit
+    r = js(client, [sample] * 51)
+    assert r.status_code == 413 and r.json()["error"]["reason"] == "too_many_alerts"
+
+
+def test_bad_parameters_name_the_field(client):
+    r = avro(client, packets(1)[0], schema="eleven")
+    assert r.status_code == 422 and "schema" in r.json()["error"]["message"]
+    r = avro(client, packets(1)[0], schema="99.9")
+    assert r.status_code == 422 and "not a known Rubin schema" in r.json()["error"]["message"]
+    r = client.get("/v1/classifications", params={"limit": 5000})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "limit"
+
+
+def test_store_needs_the_api_key(client):
+    packet = packets(1)[0]
+    assert avro(client, packet, store="true").status_code == 401
+    r = client.post("/v1/classify", content=packet, params={"store": "true"},
+                    headers={"content-type": "application/avro", "x-api-key": "wrong"})
+    assert r.status_code == 403 and r.json()["error"]["reason"] == "forbidden"
+    r = client.post("/v1/classify", content=packet, params={"store": "true"},
+                    headers={"content-type": "application/avro", "x-api-key": "s3cret"})
+    assert r.status_code == 200
+
+
+# --- queries ------------------------------------------------------------------------------------
+
+def _store_some(client, n: int = 30) -> list[dict]:
+    out = []
+    for packet in packets(n, history=30, seed=3):
+        r = client.post("/v1/classify", content=packet, params={"store": "true"},
+                        headers={"content-type": "application/avro", "x-api-key": "s3cret"})
+        out.append(r.json())
+    return out
+
+
+def test_object_history_and_classification_queries(client):
+    stored = _store_some(client)
+    first = stored[0]
+    r = client.get(f"/v1/objects/{first['diaObjectId']}")
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body["latest"]) == {"rrlyrae", "supernova"}
+    assert body["latest"]["rrlyrae"]["diaSourceId"] == first["diaSourceId"]
+    assert client.get("/v1/objects/1").status_code == 404
+
+    page = client.get("/v1/classifications", params={"limit": 25}).json()
+    assert len(page["items"]) == 25 and page["next_cursor"] is not None
+    rest = client.get("/v1/classifications", params={"limit": 25, "cursor": page["next_cursor"]}).json()
+    assert len(rest["items"]) == 25  # 30 alerts x 2 classifiers = 60 rows
+    ids = [x["id"] for x in page["items"] + rest["items"]]
+    assert ids == sorted(set(ids)), "pages are disjoint and ordered"
+
+    sn = client.get("/v1/classifications", params={"classifier": "supernova", "limit": 1000}).json()["items"]
+    assert len(sn) == 30 and all(x["classifier"] == "supernova" for x in sn)
+    ia = client.get("/v1/classifications", params={"classId": 2222, "min_probability": 0.5}).json()["items"]
+    for x in ia:
+        assert next(c["probability"] for c in x["classifications"] if c["classId"] == 2222) >= 0.5
+
+
+def test_cone_query_and_csv(client):
+    stored = _store_some(client, 10)
+    row = client.get("/v1/objects/{}".format(stored[0]["diaObjectId"])).json()["latest"]["rrlyrae"]
+    r = client.get("/v1/classifications", params={"ra": row["ra"], "dec": row["dec"], "radius": 1})
+    assert {x["diaSourceId"] for x in r.json()["items"]} == {row["diaSourceId"]}
+    assert client.get("/v1/classifications", params={"ra": 1}).status_code == 422
+    text = client.get("/v1/classifications", params={"format": "csv", "limit": 5}).text
+    table = list(csv.DictReader(io.StringIO(text)))
+    assert len(table) == 5 and "top_probability" in table[0]
+
+
+# --- models, health, metrics ---------------------------------------------------------------------
+
+def test_models_endpoints(client):
+    avro(client, packets(1)[0])
+    models = client.get("/v1/models").json()
+    assert {m["name"] for m in models} == {"rrlyrae", "supernova"}
+    m = client.get("/v1/models/rrlyrae").json()
+    assert len(m["sha256"]) == 64 and m["features"] and m["metrics"]["held_out_all"]["auc"] > 0.5
+    assert m["ready"] and m["load_seconds"] > 0 and m["rows_scored"] >= 1
+    assert m["inference_latency_ms"]["calls"] >= 1
+    assert client.get("/v1/models/nope").status_code == 404
+
+
+def test_health_and_metrics(client):
+    assert client.get("/livez").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"]["models"]["ok"]
+    avro(client, packets(1)[0])
+    text = client.get("/metrics").text
+    assert 'alert_classifier_http_requests_total{method="POST",route="/v1/classify",status="200"}' in text
+    assert "alert_classifier_model_inference_seconds_bucket" in text
+    assert client.get("/").status_code == 200
+
+
+# --- a real server --------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = _free_port()
+    env = {"ALERT_CLASSIFIER_DATA_DIR": str(tmp_path_factory.mktemp("serve")), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(proc.stderr.read().decode()[-2000:])
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+def test_uvicorn_serves_the_same_answers(server, client):
+    packet = packets(1, seed=21)[0]
+    live = httpx.post(f"{server}/v1/classify", content=packet, headers={"content-type": "application/avro"})
+    assert live.status_code == 200
+    assert live.json() == avro(client, packet).json()
+    assert httpx.get(f"{server}/readyz").status_code == 200
+    bad = httpx.post(f"{server}/v1/classify", content=b"\x01", headers={"content-type": "application/avro"})
+    assert bad.status_code == 422

@@ -1,0 +1,108 @@
+"""The store on SQLite and (where a DSN is given) PostgreSQL: same tests on both."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+
+import pytest
+
+from service.store import Cone, Query, Store
+from streaming.pipeline import ClassificationRecord
+
+POSTGRES_DSN = os.environ.get("ALERT_CLASSIFIER_TEST_POSTGRES_DSN")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = Store(tmp_path / "store.sqlite3")
+    else:
+        if not POSTGRES_DSN:
+            pytest.skip("no PostgreSQL: set ALERT_CLASSIFIER_TEST_POSTGRES_DSN (.ci/run starts one)")
+        import psycopg
+
+        schema = f"t_{uuid.uuid4().hex[:10]}"  # a fresh schema per test
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        sep = "&" if "?" in POSTGRES_DSN else "?"
+        s = Store(f"{POSTGRES_DSN}{sep}options=-csearch_path%3D{schema}")
+    yield s
+    s.close()
+
+
+def record(source_id: int, classifier: str = "rrlyrae", *, ra=10.0, dec=-5.0, mjd=60000.0, p=0.9,
+           object_id: int | None = 7, reason=None) -> ClassificationRecord:
+    classes = ([{"classId": 300, "probability": 1.0}] if reason else
+               [{"classId": 200, "probability": round(1 - p, 6)}, {"classId": 2323, "probability": p}])
+    return ClassificationRecord(source_id, object_id, source_id, classifier, "1.0.0", ra, dec, mjd, classes,
+                                reason, "t", 0, source_id, 1_700_000_000_000, 1_700_000_000_500)
+
+
+def test_upsert_is_idempotent(store):
+    store.upsert([record(1), record(2), record(1, "supernova")])
+    store.upsert([record(1, p=0.3), record(2)])  # replay with a changed probability
+    assert store.count() == 3
+    rows = {r["classifier"]: r for r in store.source_rows(1)}
+    assert rows["rrlyrae"]["top_probability"] == pytest.approx(0.7)
+    assert rows["rrlyrae"]["classifications"][1] == {"classId": 2323, "probability": 0.3}
+    # the probability index follows the upsert
+    found = store.query(Query(classifier="rrlyrae", class_id=2323, min_probability=0.5))
+    assert [r["dia_source_id"] for r in found] == [2]
+
+
+def test_migrations_are_versioned_and_rerun_safely(store, tmp_path):
+    store.upsert([record(1)])
+    again = Store(store.dsn)  # opening again applies nothing twice
+    assert again.count() == 1
+    again.close()
+
+
+def test_filters_and_cursor_pagination(store):
+    store.upsert([record(i, mjd=60000 + i, p=(i % 10) / 10) for i in range(1, 51)])
+    page1 = store.query(Query(limit=20))
+    page2 = store.query(Query(limit=20, after_id=page1[-1]["id"]))
+    page3 = store.query(Query(limit=20, after_id=page2[-1]["id"]))
+    ids = [r["dia_source_id"] for r in page1 + page2 + page3]
+    assert ids == list(range(1, 51)) and len(page3) == 10
+    assert {r["dia_source_id"] for r in store.query(Query(since_mjd=60010, until_mjd=60012))} == {10, 11, 12}
+    high = store.query(Query(class_id=2323, min_probability=0.85, limit=100))
+    assert {r["dia_source_id"] for r in high} == {i for i in range(1, 51) if i % 10 == 9}
+    assert store.query(Query(classifier="supernova")) == []
+
+
+def test_object_history(store):
+    store.upsert([record(1, mjd=60001, object_id=42), record(2, mjd=60003, object_id=42),
+                  record(3, mjd=60002, object_id=43)])
+    assert [r["dia_source_id"] for r in store.object_history(42)] == [1, 2]
+
+
+def _angle_arcsec(ra1, dec1, ra2, dec2) -> float:
+    r1, d1, r2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
+    c = math.sin(d1) * math.sin(d2) + math.cos(d1) * math.cos(d2) * math.cos(r1 - r2)
+    return math.degrees(math.acos(max(-1.0, min(1.0, c)))) * 3600
+
+
+@pytest.mark.parametrize(("ra", "dec", "radius"), [
+    (0.0, 0.0, 10.0),        # across RA 0/360
+    (359.999, 20.0, 30.0),   # centre just below 360
+    (45.0, 89.999, 60.0),    # at the north pole: every RA is near
+    (200.0, -89.995, 40.0),  # south pole
+    (180.0, 45.0, 3600.0),   # a wide cone
+])
+def test_cone_search_edges(store, ra, dec, radius):
+    points = []
+    i = 0
+    for dra in (-0.02, -0.004, -0.001, 0.0, 0.001, 0.004, 0.02):
+        for ddec in (-0.01, -0.002, 0.0, 0.002, 0.01):
+            for spread in (1, 100, 900):  # also far-off RAs that matter only near the poles
+                i += 1
+                points.append(((ra + dra * spread) % 360, max(-90, min(90, dec + ddec)), i))
+    store.upsert([record(i, ra=pra, dec=pdec) for pra, pdec, i in points])
+    found = {r["dia_source_id"] for r in store.query(Query(cone=Cone(ra, dec, radius), limit=1000))}
+    expected = {i for pra, pdec, i in points if _angle_arcsec(ra, dec, pra, pdec) <= radius * (1 - 1e-9)}
+    borderline = {i for pra, pdec, i in points if abs(_angle_arcsec(ra, dec, pra, pdec) - radius) < 1e-3}
+    assert expected - borderline <= found
+    assert found - expected <= borderline
+    assert expected, "the case has points inside the cone"
