@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench train kafka-jars clean
+.PHONY: install run test lint bench bench-parts train kafka-jars clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need Python 3.11 ($(PY)) on PATH"; exit 1; }
@@ -28,8 +28,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# End-to-end through the real broker; the last line is one JSON object. See README "Speed".
 bench: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python bench/pipeline_bench.py
+
+bench-parts: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python bench/decode_bench.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/feature_bench.py
+	OMP_NUM_THREADS=1 $(BIN)/python bench/http_bench.py
 
 train: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/alert-classifier train
