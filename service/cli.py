@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         if args.rate > 0:
             sim_args = argparse.Namespace(count=10**9, rate=args.rate, visit_size=args.visit_size,
                                           visit_interval=0.0, source=args.source, cutout_bytes=0,
-                                          topic=None, seed=args.seed, stop=stop, quiet=True)
+                                          topic=None, seed=args.seed, stop=stop, quiet=True, pool=300)
             feeder = threading.Thread(target=produce_simulated, args=(settings, bootstrap, sim_args),
                                       name="simulate", daemon=True)
         app = create_app(settings, consume=True)
@@ -94,6 +94,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         threading.Thread(target=report, name="report", daemon=True).start()
         try:
             server.run()
+        except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+            pass
         finally:
             stop.set()
             if feeder is not None:
@@ -173,7 +175,8 @@ def _simulator(args: argparse.Namespace, settings: Settings):
             make_object = objects_from_curves(curves)
     elif args.source == "data":
         print(f"no datasets at {data_dir}", file=sys.stderr)
-    return NightSimulator(args.seed, make_object=make_object, cutout_bytes=args.cutout_bytes)
+    return NightSimulator(args.seed, make_object=make_object, cutout_bytes=args.cutout_bytes,
+                          pool_size=getattr(args, "pool", 2000))
 
 
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:

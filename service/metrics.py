@@ -97,8 +97,9 @@ class Metrics:
             if 0 <= i < len(buckets):
                 buckets[len(buckets) - 1 - i] += n
         recent = sum(n for t, n in points if t >= now - 60)
+        covered = min(60.0, now - points[0][0]) if points else 60.0  # at start-up, less than a minute
         pct = (lambda q: round(float(np.percentile(lats, q)) * 1000, 1)) if lats else (lambda q: None)
-        return {"alerts_per_s_last_minute": round(recent / 60, 1),
+        return {"alerts_per_s_last_minute": round(recent / max(covered, 1.0), 1),
                 "alerts_per_s_series": (buckets / 10).round(1).tolist(), "series_step_s": 10,
                 "latency_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99)},
                 "totals": totals, "class_mix": mix, "lag": lag}

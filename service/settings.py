@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the API listens on.")
     port: int = Field(8000, ge=1, le=65535)
     api_key: str | None = Field(None, description="If set, writes (classify?store=true) need X-API-Key.")
-    max_body_bytes: int = Field(5_000_000, ge=1024, description="Largest accepted request body.")
+    max_body_bytes: int = Field(32_000_000, ge=1024,
+                                description="Largest accepted request body (100 JSON alerts with 30-point "
+                                            "histories are ~8 MB).")
     max_batch_alerts: int = Field(1000, ge=1, description="Most alerts in one JSON classify request.")
 
     data_dir: Path = Field(Path("var"), description="Local data directory (SQLite store, state).")

@@ -76,8 +76,9 @@ def worker_env(bootstrap: str, topics: dict, store: Path, batch: int = 100) -> d
 
 
 def start_worker(env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+    with open(log, "wb") as fh:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=fh)
 
 
 def wait_for(predicate, timeout_s: float = 90.0, what: str = "condition") -> None:

@@ -1,0 +1,65 @@
+"""Feature extraction throughput, one core: light curves/s for 6-band curves of 30 and 300 points
+per band (and 30 points in all, a typical alert), median of repeats, with the cost of each part.
+
+    .venv/bin/python bench/feature_bench.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+from models import features
+from streaming.lightcurve import LightCurve
+from streaming.simulate import BANDS, simulate_object
+
+
+def curves(n: int, points: int, seed: int) -> list[LightCurve]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        obj = simulate_object(rng, points, ("rrlyrae", "supernova", "agn")[i % 3])
+        band = np.array(BANDS * (points // 6 + 1))[:points]  # every band equally sampled
+        out.append(LightCurve.from_arrays(obj.t, obj.flux, obj.flux_err, rng.permutation(band)))
+    return out
+
+
+def rate(fn, items, repeats: int) -> float:
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(items)
+        runs.append(len(items) / (time.perf_counter() - t0))
+    return statistics.median(runs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    results = {}
+    print(f"{'case':>22} {'curves/s':>9} {'us/curve':>9}   parts (us/curve)")
+    for label, points, n in (("30 points in all", 30, 600), ("6 bands x 30", 180, 400),
+                             ("6 bands x 300", 1800, 100)):
+        cs = curves(n, points, points)
+        total = rate(lambda c: features.extract(c, n_jobs=1), cs, args.repeats)
+        std = [(p.t, p.std_flux, p.std_err) for p in map(features._prepare, cs)]
+        parts = {
+            "prepare": rate(lambda c: [features._prepare(x) for x in c], cs, args.repeats),
+            "periodogram": rate(lambda s: features._PERIOD.many(s, fill_value=np.nan, sorted=True,
+                                                                check=False, n_jobs=1), std, args.repeats),
+            "shape": rate(lambda s: features._SHAPE.many(s, fill_value=np.nan, sorted=True, check=False,
+                                                         n_jobs=1), std, args.repeats),
+        }
+        us = {k: round(1e6 / v, 1) for k, v in parts.items()}
+        print(f"{label:>22} {total:>9,.0f} {1e6 / total:>9.0f}   {us}")
+        results[label] = {"curves_per_s": round(total), "parts_us": us}
+    print(json.dumps({"feature_curves_per_s": results}))
+
+
+if __name__ == "__main__":
+    main()
