@@ -1,13 +1,15 @@
-# alert-classifier service image: API + consumer (`run`/`serve`) or consumer only (`worker`).
-FROM python:3.11-slim AS base
+# alert-classifier: `serve` (API), `run --rate 0` (API + consumer) or `worker` (consumer only).
+FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     OMP_NUM_THREADS=1 \
-    ALERT_CLASSIFIER_DATA_DIR=/data
+    ALERT_CLASSIFIER_DATA_DIR=/data \
+    ALERT_CLASSIFIER_HOST=0.0.0.0
 
 RUN useradd --create-home --uid 10001 app && mkdir -p /data && chown app /data
 WORKDIR /app
 
+# Dependencies first (a layer that changes rarely), then the code and the model artefacts.
 COPY pyproject.toml README.md ./
 COPY streaming ./streaming
 COPY models ./models
@@ -16,8 +18,8 @@ RUN pip install .
 
 USER app
 EXPOSE 8000
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=2).status == 200 else 1)"
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+  CMD python -c "import urllib.request, sys; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=2)" || exit 1
 
 ENTRYPOINT ["alert-classifier"]
-CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["serve"]

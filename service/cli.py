@@ -128,7 +128,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         print("worker needs a cluster: set ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS "
               "(or use `alert-classifier run`, which starts a local broker)", file=sys.stderr)
         return 2
-    worker = make_worker(settings, settings.kafka_bootstrap_servers)
+    from service.metrics import Metrics
+
+    metrics = Metrics()
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port, registry=metrics.registry)
+    worker = make_worker(settings, settings.kafka_bootstrap_servers, observer=metrics.observe_batch)
     worker.install_signal_handlers()
     stats = worker.run(max_messages=args.max_messages)
     print(f"stopped after {stats.total()} messages: classified {stats.total('classified')}, "

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32_000_000, ge=1024,
                                 description="Largest accepted request body (100 JSON alerts with 30-point "
                                             "histories are ~8 MB).")
+    metrics_port: int | None = Field(None, ge=1, le=65535,
+                                     description="`worker` only: serve Prometheus /metrics on this port.")
     max_batch_alerts: int = Field(1000, ge=1, description="Most alerts in one JSON classify request.")
 
     data_dir: Path = Field(Path("var"), description="Local data directory (SQLite store, state).")
