@@ -67,21 +67,36 @@ def _model_flux(kind: str, rng: np.random.Generator, t: np.ndarray, band: np.nda
         colour_term = 1.0 - 0.08 * np.abs(bi - 2)
         shape = np.exp(-(t - t0) / fall) / (1 + np.exp(-(t - t0) / rise))
         return mag_to_njy(peak_mag) * colour_term * shape / 0.8
-    # AGN-like: damped random walk in magnitude.
-    mag = np.cumsum(rng.normal(0, 0.05, size=len(t))) + rng.uniform(18, 21)
-    return mag_to_njy(mag) - mag_to_njy(mag.mean())
+    # AGN-like: a damped random walk in magnitude (timescale ~months, ~0.2 mag rms).
+    tau, sigma = rng.uniform(50, 300), rng.uniform(0.1, 0.3)
+    mag = np.empty(len(t))
+    mag[0] = rng.normal(0, sigma)
+    for i in range(1, len(t)):
+        decay = np.exp(-(t[i] - t[i - 1]) / tau)
+        mag[i] = mag[i - 1] * decay + sigma * np.sqrt(1 - decay**2) * rng.normal()
+    mag += rng.uniform(18, 21)
+    return mag_to_njy(mag) - mag_to_njy(np.median(mag))
 
 
 def simulate_object(rng: np.random.Generator, n_points: int, kind: str | None = None,
                     dia_object_id: int | None = None, t_end: float = 61100.0) -> SimulatedObject:
     kind = kind or KINDS[rng.integers(len(KINDS))]
-    span = 60.0 if kind == "supernova" else 365.0
-    t = _cadence(rng, n_points, t_end, span)
-    band = rng.choice(BANDS, size=n_points, p=BAND_WEIGHTS)
+    span = 90.0 if kind == "supernova" else 365.0
+    n_epochs = 3 * n_points  # more visits than detections: alerts only carry detections
+    t = _cadence(rng, n_epochs, t_end, span)
+    band = rng.choice(BANDS, size=n_epochs, p=BAND_WEIGHTS)
     truth = _model_flux(kind, rng, t, band)
     # 5-sigma depth ~24.5 mag: a noise floor plus photon noise from the source.
     err = np.sqrt(mag_to_njy(24.5) / 5 ** 2 * mag_to_njy(24.5) + 0.002 ** 2 * truth ** 2) + 1.0
     flux = truth + rng.normal(0, err)
+    # The first n_points detections (|S/N| > 5); if too few, the strongest other epochs fill in.
+    snr = np.abs(flux) / err
+    detected = np.flatnonzero(snr > 5)[:n_points]
+    if len(detected) < n_points:
+        rest = np.setdiff1d(np.arange(n_epochs), detected)
+        detected = np.concatenate([detected, rest[np.argsort(-snr[rest])][:n_points - len(detected)]])
+    keep = np.sort(detected)
+    t, band, flux, err = t[keep], band[keep], flux[keep], err[keep]
     oid = int(dia_object_id if dia_object_id is not None else rng.integers(1, 2**62))
     dec = float(np.degrees(np.arcsin(rng.uniform(-1, 0.3))))  # Rubin's sky: mostly south
     return SimulatedObject(kind, oid, float(rng.uniform(0, 360)), dec, t,
