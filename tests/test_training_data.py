@@ -41,3 +41,9 @@ def test_colour_exercise_table(shared_data):
     assert ((table.compl_4 >= 0) & (table.compl_4 <= 1)).all()
     # the four colours carry real information: a decent classifier beats the base rate clearly
     assert table.set_index("classifier").loc["GradientBoosting", "contam_4"] < 0.2
+
+
+def test_light_curve_attributes_add_to_colours(shared_data):
+    table = colours.beyond_colours(shared_data, seed=0).set_index("features")
+    both, alone = table.loc["colours + light curve"], table.loc["colours"]
+    assert both.contamination <= alone.contamination and both.completeness >= alone.completeness - 0.01
