@@ -5,10 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -20,6 +18,7 @@ from service.settings import Settings
 from streaming.decode import Decoder, latest_version, read_container, sample_paths, shipped_versions
 from streaming.pipeline import classify_alerts
 from streaming.simulate import simulate_alerts
+from tests.helpers import serve
 
 VERSION = latest_version()
 
@@ -227,29 +226,9 @@ def test_health_and_metrics(client):
 
 # --- a real server --------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
-    env = {"ALERT_CLASSIFIER_DATA_DIR": str(tmp_path_factory.mktemp("serve")), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail(proc.stderr.read().decode()[-2000:])
+    proc, url = serve({}, tmp_path_factory.mktemp("serve"))
     yield url
     proc.terminate()
     proc.wait(30)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,21 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import free_port
+
 pytestmark = pytest.mark.kafka
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def running_service(kafka_bootstrap, tmp_path_factory):
     """`alert-classifier run` against the session's broker, fed 150 simulated alerts/s."""
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("run")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_CLASSIFIER_")}
     tag = str(port)
