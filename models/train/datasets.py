@@ -29,10 +29,13 @@ class Curve:
     class_id: int
     source: str
     object_id: str
+    #: epochs difference imaging detected (an alert's prvDiaSources); the others are forced
+    #: photometry only (prvDiaForcedSources)
+    detected: np.ndarray
 
     def window(self, mask: np.ndarray) -> Curve:
         return Curve(self.t[mask], self.flux[mask], self.flux_err[mask], self.band[mask],
-                     self.class_id, self.source, self.object_id)
+                     self.class_id, self.source, self.object_id, self.detected[mask])
 
 
 def _mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> Curve | None:
@@ -54,9 +57,9 @@ def _mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> C
     det = (np.abs(diff) > RUBIN_DETECTABLE_CHANGE * level) & (np.abs(diff) > flux_err)
     if det.sum() < 2:
         return None
-    order = np.argsort(t[det], kind="stable")
-    return Curve(t[det][order], diff[det][order], flux_err[det][order], band[det][order].astype(np.int8),
-                 class_id, source, str(object_id))
+    order = np.argsort(t, kind="stable")
+    return Curve(t[order], diff[order], flux_err[order], band[order].astype(np.int8),
+                 class_id, source, str(object_id), det[order])
 
 
 def load_plasticc(data_dir: Path) -> list[Curve]:
@@ -65,14 +68,16 @@ def load_plasticc(data_dir: Path) -> list[Curve]:
     meta.columns = [c.strip() for c in meta.columns]
     target = dict(zip(meta["object_id"].astype(int), meta["target"].astype(int), strict=True))
     lcs = pd.read_csv(folder / "plasticc_train_lightcurves.csv.gz")
-    lcs = lcs[lcs["detected_bool"] == 1]  # an alert's history holds detections
     curves = []
     for oid, g in lcs.groupby("object_id", sort=True):
         g = g.sort_values("mjd")
         class_id = PLASTICC_TO_ELASTICC.get(target[int(oid)], NON_SN_OTHER)
+        detected = g["detected_bool"].to_numpy() == 1
+        if detected.sum() < 1:
+            continue
         curves.append(Curve(g["mjd"].to_numpy(), g["flux"].to_numpy(), g["flux_err"].to_numpy(),
                             g["passband"].to_numpy().astype(np.int8), class_id, "plasticc",
-                            f"plasticc-{oid}"))
+                            f"plasticc-{oid}", detected))
     return curves
 
 

@@ -23,6 +23,9 @@ from models.train import datasets
 from models.train.export import export_model
 
 HISTORY_WINDOW_D = 365.0
+# Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
+# forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
+FORCED = False
 EARLY_POINTS = (3, 5, 8)
 HOLDOUT_FRACTION = 0.3
 RRL_MIN_POINTS = 8
@@ -53,20 +56,27 @@ class Views:
         return Views([self.curves[i] for i in idx], self.early[idx], None if self.X is None else self.X[idx])
 
 
-def make_views(curves: list[datasets.Curve], rng: np.random.Generator) -> Views:
+def make_views(curves: list[datasets.Curve], rng: np.random.Generator, *, forced: bool = FORCED) -> Views:
+    """What alerts of each object carry: an alert sent at detection time T holds the year before T,
+    its detections, and with `forced` the forced photometry of every epoch (prvDiaForcedSources)."""
     out, early = [], []
+
+    def view(c: datasets.Curve, end: float, is_early: bool) -> None:
+        mask = (c.t <= end) & (c.t > end - HISTORY_WINDOW_D)
+        if not forced:
+            mask &= c.detected
+        if mask.any():
+            out.append(c.window(mask))
+            early.append(is_early)
+
     for c in curves:
-        # the latest year, as an alert at the last detection would carry
-        out.append(c.window(c.t >= c.t[-1] - HISTORY_WINDOW_D))
-        early.append(False)
-        if c.t[-1] - c.t[0] > HISTORY_WINDOW_D:  # one more year-long window at a random epoch
-            end = c.t[rng.integers(len(c.t) // 3, len(c.t))]
-            out.append(c.window((c.t <= end) & (c.t > end - HISTORY_WINDOW_D)))
-            early.append(False)
-        for k in EARLY_POINTS:
-            if len(c.t) > k:
-                out.append(c.window((np.arange(len(c.t)) < k) & (c.t <= c.t[0] + HISTORY_WINDOW_D)))
-                early.append(True)
+        det_t = c.t[c.detected]
+        view(c, det_t[-1], False)  # the alert at the last detection
+        if det_t[-1] - det_t[0] > HISTORY_WINDOW_D:  # one more, at a random detection
+            view(c, det_t[rng.integers(len(det_t) // 3, len(det_t))], False)
+        for k in EARLY_POINTS:  # the k-th detection's alert: an early light curve
+            if len(det_t) > k:
+                view(c, det_t[k - 1], True)
     return Views(out, np.array(early))
 
 
