@@ -17,12 +17,14 @@ def producer_config(bootstrap: str, **extra: object) -> dict:
     # Idempotence is off by default in librdkafka: switch it on explicitly (at-least-once without
     # duplicates from producer retries). linger batches small messages into requests.
     return {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+            "log.connection.close": False,
             "linger.ms": 5, "compression.type": "lz4", "message.max.bytes": 10_000_000, **extra}
 
 
 def consumer_config(bootstrap: str, group: str, **extra: object) -> dict:
     # Offsets are stored by hand only after results are written (at-least-once).
     return {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.offset.store": False,
+            "log.connection.close": False,
             "enable.auto.commit": True, "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
             "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760, **extra}
