@@ -54,10 +54,13 @@ TRANSIENT_NAMES = ["bazin_log_rise", "bazin_log_fall", "bazin_log_chi2", "bazin_
                    "log_max_over_min"]
 COLOUR_NAMES = [f"amp_ratio_{BANDS[a]}{BANDS[b]}" for a, b in COLOUR_PAIRS] + \
                [f"peak_colour_{BANDS[a]}{BANDS[b]}" for a, b in COLOUR_PAIRS]
+EVOLUTION_BANDS = (1, 2, 3)  # g, r, i: where supernovae are best sampled
+EVOLUTION_NAMES = [f"decline_{BANDS[b]}" for b in EVOLUTION_BANDS] + ["late_colour_gr", "late_colour_ri"]
 COUNT_NAMES = ["log_n_points", "log_span_days", "n_bands"]
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
-    SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + COUNT_NAMES)
+    SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + EVOLUTION_NAMES
+    + COUNT_NAMES)
 
 
 def _band_quantiles(band: np.ndarray, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
@@ -188,6 +191,37 @@ def _colours(p: _Prepared) -> list[float]:
     return [float(x) if np.isfinite(x) else np.nan for x in amp + col]
 
 
+LATE_WINDOW_D = (10.0, 40.0)  # days after the peak: where Ia and core-collapse curves part ways
+
+
+def _evolution(p: _Prepared) -> list[float]:
+    """How fast each of g, r, i declines after its own peak (log10 of peak over the mean flux 10-40
+    days later) and the colour over the same window after the overall peak: ratios, scale-free."""
+    out = []
+    lo, hi = LATE_WINDOW_D
+    for b in EVOLUTION_BANDS:
+        m = p.band == b
+        value = np.nan
+        if m.sum() >= 2 and np.max(p.flux[m]) > 0:
+            t_b, f_b = p.t[m], p.flux[m]
+            i = int(np.argmax(f_b))
+            late = (t_b > t_b[i] + lo) & (t_b < t_b[i] + hi)
+            if late.any():
+                value = float(np.log10(f_b[i] / max(np.mean(f_b[late]), 0.01 * f_b[i])))
+        out.append(value)
+    late_flux = np.full(len(BANDS), np.nan)
+    if len(p.flux) and np.max(p.flux) > 0:
+        t_peak = p.t[np.argmax(p.flux)]
+        late = (p.t > t_peak + lo) & (p.t < t_peak + hi)
+        for b in (1, 2, 3):
+            sel = late & (p.band == b)
+            if sel.any():
+                late_flux[b] = np.mean(p.flux[sel])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cols = [-2.5 * np.log10(late_flux[1] / late_flux[2]), -2.5 * np.log10(late_flux[2] / late_flux[3])]
+    return out + [float(c) if np.isfinite(c) else np.nan for c in cols]
+
+
 def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
     """Features of many light curves: float32 [len(curves), len(FEATURE_NAMES)], NaN where undefined.
 
@@ -238,6 +272,7 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
         row += _fourier(t, f, p0)
         row += _transient(curve, bazin[i])
         row += _colours(prepared[i])
+        row += _evolution(prepared[i])
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
                 float(len(np.unique(curve.band)))]
         out[i, col:] = row
