@@ -150,8 +150,7 @@ class Worker:
         if not self._retry(lambda: self._write(outcome)):
             return outcome  # stopping mid-retry: offsets not stored, the batch is redone later
         sink_s = time.perf_counter() - t0
-        self.consumer.store_offsets(offsets=[
-            TopicPartition(m.topic(), m.partition(), m.offset() + 1) for m in raw if m.error() is None])
+        self.consumer.store_offsets(offsets=_next_offsets(raw))
         self._count(outcome, sink_s)
         if self.observer is not None:
             self.observer(outcome, messages, sink_s, self.lag())
@@ -203,3 +202,13 @@ class Worker:
             s.dead_letter_reasons[dl.reason] += 1
         s.stage_seconds.update(outcome.stage_seconds)
         s.stage_seconds["sinks"] += sink_s
+
+
+def _next_offsets(raw: Sequence) -> list[TopicPartition]:
+    """One offset per partition: one past the highest message of the batch."""
+    highest: dict[tuple[str, int], int] = {}
+    for m in raw:
+        if m.error() is None:
+            key = (m.topic(), m.partition())
+            highest[key] = max(highest.get(key, -1), m.offset())
+    return [TopicPartition(topic, partition, offset + 1) for (topic, partition), offset in highest.items()]
