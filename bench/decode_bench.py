@@ -11,24 +11,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
 import sys
-import time
 
 import fastavro
+from timing import rate
 
 from streaming.decode import Decoder, _shipped_schema, latest_version
 from streaming.lightcurve import light_curves
 from streaming.simulate import simulate_alerts
-
-
-def rate(fn, items, repeats: int) -> float:
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(items)
-        runs.append(len(items) / (time.perf_counter() - t0))
-    return statistics.median(runs)
 
 
 def main() -> None:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
+from timing import rate
 
 from models import features
 from streaming.lightcurve import LightCurve
@@ -28,13 +27,6 @@ def curves(n: int, points: int, seed: int) -> list[LightCurve]:
     return out
 
 
-def rate(fn, items, repeats: int) -> float:
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(items)
-        runs.append(len(items) / (time.perf_counter() - t0))
-    return statistics.median(runs)
 
 
 def main() -> None:

@@ -64,19 +64,16 @@ class Metrics:
         latencies = [max(0.0, now - m.timestamp_ms / 1000) for m in messages if m.timestamp_ms > 0]
         for lat in latencies:
             self.latency.observe(lat)
-        for r in outcome.records:
-            if not r.reason:
-                top = max(r.classifications, key=lambda c: c["probability"])["classId"]
-                self.classes.labels(r.classifier, str(top)).inc()
+        tops = [(r.classifier, max(r.classifications, key=lambda c: c["probability"])["classId"])
+                for r in outcome.records if not r.reason]
+        for classifier, top in tops:
+            self.classes.labels(classifier, str(top)).inc()
         with self._lock:
             self._throughput.append((now, len(messages)))
             self._latencies.extend((now, lat) for lat in latencies)
             self.totals.update(classified=len(outcome.classified), declined=len(outcome.declined),
                                dead_lettered=len(outcome.dead_letters))
-            for r in outcome.records:
-                if not r.reason:
-                    top = max(r.classifications, key=lambda c: c["probability"])["classId"]
-                    self.class_mix[f"{r.classifier}:{top}"] += 1
+            self.class_mix.update(f"{classifier}:{top}" for classifier, top in tops)
             if lag is not None:
                 self.lag_by_partition = dict(lag)
                 for partition, n in lag.items():
