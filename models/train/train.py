@@ -187,6 +187,10 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = "1.0
         metrics[f"held_out_{src}"] = rrl_metrics(prob[m], truth[m])
     real = np.array([not s.startswith("plasticc") for s in rrl_test.source])
     metrics["held_out_real"] = rrl_metrics(prob[real], truth[real])
+    n_points = np.array([len(c.t) for c in rrl_test.curves])
+    for at_least in (20, 40):  # reporting only: the model and its min_points stay as they are
+        m = real & (n_points >= at_least)
+        metrics[f"held_out_real_{at_least}_points_or_more"] = rrl_metrics(prob[m], truth[m])
     # across surveys: trained without EROS, tested on every EROS view
     no_eros = np.array([not s.startswith("eros") for s in rrl_train.source])
     rrl_ne = fit(rrl_train.X[no_eros], y[no_eros].astype(int), seed,
