@@ -116,12 +116,6 @@ def _prepare(curve: LightCurveLike) -> _Prepared:
                      np.maximum(err / scale[band], 1e-6))
 
 
-def _standardised(curve: LightCurveLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All bands on one scale-free series: per band, (flux - median) / robust spread."""
-    p = _prepare(curve)
-    return p.t, p.std_flux, p.std_err
-
-
 def _fourier(t: np.ndarray, f: np.ndarray, period: float) -> list[float]:
     """3-harmonic fit at the period: amplitude ratios R21, R31, phase differences, variance explained."""
     if not np.isfinite(period) or len(t) < 9:

@@ -191,13 +191,13 @@ def start(cache_dir: Path, *, partitions: int = 4, detach: bool = False,
                           "--config", str(props)], capture_output=True, text=True)
     if fmt.returncode != 0:
         raise BrokerError(f"formatting KRaft storage failed:\n{fmt.stdout[-2000:]}{fmt.stderr[-2000:]}")
-    log_file = open(workdir / "broker.log", "wb")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(
-        [java[0], "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError", *java[1:],
-         "kafka.Kafka", str(props)],
-        stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=None if detach else _die_with_parent,
-    )
+    with open(workdir / "broker.log", "wb") as log_file:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [java[0], "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError", *java[1:],
+             "kafka.Kafka", str(props)],
+            stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, preexec_fn=None if detach else _die_with_parent,
+        )
     bootstrap = f"127.0.0.1:{port}"
     try:
         wait_ready(bootstrap, START_TIMEOUT_S, proc)
