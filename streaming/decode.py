@@ -17,6 +17,7 @@ import copy
 import io
 import json
 import struct
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
@@ -43,6 +44,7 @@ from models.errors import (
 )
 
 MAGIC = 0
+REGISTRY_RETRY_S = 60.0
 HEADER = struct.Struct(">bI")  # magic byte, big-endian schema id
 
 
@@ -211,6 +213,9 @@ class Decoder:
     registry_url: str | None = None
     _registry_cache: dict[int, dict] = field(default_factory=dict, repr=False)
     _registry_readers: dict[int, _Readers] = field(default_factory=dict, repr=False)
+    # ids the registry could not resolve, with when: asked again only after REGISTRY_RETRY_S, so a
+    # stream of such packets does not cost one HTTP request each
+    _registry_misses: dict[int, tuple[float, UnknownSchema]] = field(default_factory=dict, repr=False)
 
     # --- schemas ------------------------------------------------------------------------------
 
@@ -224,7 +229,14 @@ class Decoder:
                 raise UnknownSchema(f"schema id {schema_id} is not shipped by lsst-alert-packet "
                                     f"(known: {known}) and no schema registry is configured",
                                     schema_id=schema_id)
-            self._registry_cache[schema_id] = self._fetch_from_registry(schema_id)
+            miss = self._registry_misses.get(schema_id)
+            if miss is not None and time.monotonic() - miss[0] < REGISTRY_RETRY_S:
+                raise miss[1]
+            try:
+                self._registry_cache[schema_id] = self._fetch_from_registry(schema_id)
+            except UnknownSchema as exc:
+                self._registry_misses[schema_id] = (time.monotonic(), exc)
+                raise
         return self._registry_cache[schema_id]
 
     def schema(self, schema_id: int) -> dict:

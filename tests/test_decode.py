@@ -142,3 +142,44 @@ def test_unframed_needs_a_default_version(decoder):
 def test_any_bytes_decode_to_alert_or_error_value(data):
     [result] = Decoder(default_version=LATEST).decode_batch([data])
     assert result is not None
+
+
+def test_schema_registry_resolves_an_unshipped_id():
+    """A Confluent-style registry (GET /schemas/ids/{id}) supplies a schema the package lacks."""
+    import http.server
+    import threading
+
+    from streaming.decode import _shipped_definition
+
+    schema_text = json.dumps(_shipped_definition(LATEST))
+    calls = []
+
+    class Registry(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            calls.append(self.path)
+            found = self.path == "/schemas/ids/4242"
+            body = json.dumps({"schema": schema_text} if found else {"error_code": 40403}).encode()
+            self.send_response(200 if found else 404)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        dec = Decoder(registry_url=f"http://127.0.0.1:{server.server_port}")
+        record = next(simulate_alerts(1, history=3))
+        body = Decoder().encode(record, LATEST)[5:]
+        alert, missing = dec.decode_batch([b"\x00" + struct.pack(">I", 4242) + body,
+                                           b"\x00" + struct.pack(">I", 4343) + body])
+        assert not isinstance(alert, DecodeError), alert
+        assert alert.dia_source_id == record["diaSource"]["diaSourceId"]
+        assert isinstance(missing, UnknownSchema) and missing.schema_id == 4343
+        dec.decode_batch([b"\x00" + struct.pack(">I", i) + body for i in (4242, 4343, 4343)])
+        assert calls.count("/schemas/ids/4242") == 1, "resolved ids are cached"
+        assert calls.count("/schemas/ids/4343") == 1, "misses are not asked again at once"
+    finally:
+        server.shutdown()
