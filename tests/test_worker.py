@@ -90,6 +90,16 @@ def wait_for(predicate, timeout_s: float = 90.0, what: str = "condition") -> Non
     pytest.fail(f"timed out waiting for {what}")
 
 
+def restart_until_done(env: dict, log: Path, store: Store, rows: int) -> None:
+    """Start a worker, wait until the store holds `rows`, stop it with SIGTERM (it must exit 0)."""
+    worker = start_worker(env, log)
+    try:
+        wait_for(lambda: store.count() >= rows, what="a restarted worker to classify the rest")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0, log.read_text()[-2000:]
+
+
 def in_process_worker(bootstrap, topics, registry, store, batch=200) -> Worker:
     config = WorkerConfig(bootstrap=bootstrap, topic=topics["topic"], group=topics["group"],
                           output_topic=topics["output_topic"], dead_letter_topic=topics["dead_letter_topic"],
@@ -187,12 +197,7 @@ def test_kill_9_then_restart_loses_nothing_and_duplicates_no_rows(kafka_bootstra
     before = store.count()
     assert before < n * 2, "killed mid-stream"
 
-    second = start_worker(env, tmp_path / "w2.log")
-    try:
-        wait_for(lambda: store.count() >= n * 2, what="every alert classified after the restart")
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(60) == 0
+    restart_until_done(env, tmp_path / "w2.log", store, n * 2)
     assert store.count() == n * 2  # upserts: no duplicate rows
     assert len({r["dia_source_id"] for r in store.query(Query(limit=10**7))}) == n
     out = read_topic(kafka_bootstrap, topics["output_topic"])
@@ -247,11 +252,6 @@ def test_sigterm_commits_and_nothing_is_reprocessed(kafka_bootstrap, topics, tmp
     committed = _committed(kafka_bootstrap, topics["topic"], topics["group"])
     assert sum(max(o, 0) for o in committed.values()) == done, "offsets committed = alerts stored"
 
-    second = start_worker(env, tmp_path / "w2.log")
-    try:
-        wait_for(lambda: store.count() >= n * 2, what="the rest")
-    finally:
-        second.send_signal(signal.SIGTERM)
-        assert second.wait(60) == 0
+    restart_until_done(env, tmp_path / "w2.log", store, n * 2)
     out = read_topic(kafka_bootstrap, topics["output_topic"])
     assert len(out) == n * 2, "nothing reprocessed after a clean shutdown"
