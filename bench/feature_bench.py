@@ -40,10 +40,13 @@ def main() -> None:
         cs = curves(n, points, points)
         total = rate(lambda c: features.extract(c, n_jobs=1), cs, args.repeats)
         std = [(p.t, p.std_flux, p.std_err) for p in map(features._prepare, cs)]
+        peaks = features._PERIOD.many(std, fill_value=np.nan, sorted=True, check=False, n_jobs=1)
         parts = {
             "prepare": rate(lambda c: [features._prepare(x) for x in c], cs, args.repeats),
             "periodogram": rate(lambda s: features._PERIOD.many(s, fill_value=np.nan, sorted=True,
                                                                 check=False, n_jobs=1), std, args.repeats),
+            "alias choice": rate(lambda s: [features.best_period(t, f, e, peaks[i, 0::2])
+                                            for i, (t, f, e) in enumerate(s)], std, args.repeats),
             "shape": rate(lambda s: features._SHAPE.many(s, fill_value=np.nan, sorted=True, check=False,
                                                          n_jobs=1), std, args.repeats),
         }

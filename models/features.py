@@ -42,12 +42,13 @@ class LightCurveLike(Protocol):
 
 _SHAPE = lc.Extractor(lc.Skew(), lc.Kurtosis(), lc.StetsonK(), lc.EtaE(), lc.BeyondNStd(1.0),
                       lc.BeyondNStd(2.0), lc.Cusum(), lc.MedianBufferRangePercentage(0.2))
-_PERIOD = lc.Periodogram(peaks=2, freqs=PERIOD_GRID, fast=True)
+_PERIOD = lc.Periodogram(peaks=3, freqs=PERIOD_GRID, fast=True)
 _BAZIN = lc.BazinFit("lmsder")
 
 SHAPE_NAMES = ["skew", "kurtosis", "stetson_k", "eta_e", "beyond_1_std", "beyond_2_std", "cusum",
                "median_buffer_range_20"]
-PERIOD_NAMES = ["log_period_0", "period_snr_0", "log_period_1", "period_snr_1", "period_alias_1d"]
+PERIOD_NAMES = ["log_period_0", "period_snr_0", "log_period_1", "period_snr_1", "period_alias_1d",
+                "log_period_best", "period_best_is_alias"]
 FOURIER_NAMES = ["fourier_r21", "fourier_r31", "fourier_phi21", "fourier_phi31", "fourier_var_explained"]
 TRANSIENT_NAMES = ["bazin_log_rise", "bazin_log_fall", "bazin_log_chi2", "bazin_baseline_ratio",
                    "log_rise_days", "log_decline_days", "log_days_above_half", "frac_positive",
@@ -116,9 +117,46 @@ def _prepare(curve: LightCurveLike) -> _Prepared:
                      np.maximum(err / scale[band], 1e-6))
 
 
+SIDEREAL_DAY_FREQ = 1.0027379  # cycles/d: nightly sampling aliases a frequency f to f +- k * this
+ALIAS_ORDERS = np.arange(-2, 3)
+N_HARMONICS = 3
+MAX_POINTS_ALIAS = 200  # the alias choice needs the shape, not every point: bounds the cost
+
+
+def _harmonic_chi2(t: np.ndarray, fw: np.ndarray, w: np.ndarray, freqs: np.ndarray) -> np.ndarray:
+    """Weighted chi2 (up to a constant) of a 3-harmonic Fourier series at each frequency, all
+    solved at once through batched normal equations."""
+    phase = 2 * np.pi * freqs[:, None] * t[None, :]
+    s1, c1 = np.sin(phase), np.cos(phase)
+    s2, c2 = 2 * s1 * c1, c1 * c1 - s1 * s1  # harmonics by recurrence: no more trig calls
+    s3, c3 = s1 * c2 + c1 * s2, c1 * c2 - s1 * s2
+    design = np.stack([np.broadcast_to(np.ones_like(t), phase.shape), s1, c1, s2, c2, s3, c3], axis=2)
+    design *= w[None, :, None]
+    normal = design.transpose(0, 2, 1) @ design + 1e-9 * np.eye(design.shape[2])
+    rhs = design.transpose(0, 2, 1) @ fw
+    coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    return -np.einsum("mp,mp->m", rhs, coef)
+
+
+def best_period(t: np.ndarray, f: np.ndarray, err: np.ndarray, peak_periods: Sequence[float]) -> float:
+    """The periodogram's peaks and their 1- and 2-day aliases, judged by the chi2 of a 3-harmonic
+    Fourier series. Nightly sampling makes f and f +- 1/day look alike to a sinusoid; a
+    non-sinusoidal curve (an RRab) fits clearly better at its true frequency."""
+    peaks = np.array([1 / p for p in peak_periods if np.isfinite(p) and p > 0])
+    if len(peaks) == 0 or len(t) < 2 * N_HARMONICS + 3:
+        return np.nan
+    cands = (peaks[:, None] + ALIAS_ORDERS[None, :] * SIDEREAL_DAY_FREQ).ravel()
+    cands = cands[(cands > 0.01) & (cands < 1 / MIN_PERIOD_D)]
+    if len(t) > MAX_POINTS_ALIAS:  # evenly thinned: keeps the time baseline, so the precision
+        keep = np.linspace(0, len(t) - 1, MAX_POINTS_ALIAS).astype(np.int64)
+        t, f, err = t[keep], f[keep], err[keep]
+    w = 1 / err
+    return float(1 / cands[int(np.argmin(_harmonic_chi2(t, f * w, w, cands)))])
+
+
 def _fourier(t: np.ndarray, f: np.ndarray, period: float) -> list[float]:
     """3-harmonic fit at the period: amplitude ratios R21, R31, phase differences, variance explained."""
-    if not np.isfinite(period) or len(t) < 9:
+    if not (np.isfinite(period) and period > 0) or len(t) < 9:
         return [np.nan] * 5
     w = 2 * np.pi / period
     cols = [np.ones_like(t)]
@@ -234,7 +272,7 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
             [std[i] for i in shape_idx], fill_value=np.nan, sorted=True, check=False, n_jobs=n_jobs)
 
     period_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_PERIOD]
-    periods = np.full((n, 4), np.nan)
+    periods = np.full((n, 6), np.nan)
     if period_idx:
         periods[period_idx] = _PERIOD.many([std[i] for i in period_idx], fill_value=np.nan,
                                            sorted=True, check=False, n_jobs=n_jobs)
@@ -256,14 +294,16 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
 
     col = len(SHAPE_NAMES)
     for i, curve in enumerate(curves):
-        p0, s0, p1, s1 = periods[i]
+        p0, s0, p1, s1, p2, _ = periods[i]
         # 1-day aliases: frequencies one or two cycles per day apart (nightly sampling)
         alias = abs(1 / p0 - 1 / p1) if p0 > 0 and p1 > 0 else np.nan
-        t, f, _ = std[i]
+        t, f, e = std[i]
+        best = best_period(t, f, e, (p0, p1, p2)) if len(t) >= MIN_POINTS_PERIOD else np.nan
         span = float(t[-1] - t[0]) if len(t) else np.nan
         row = [_log10(p0), s0, _log10(p1), s1,
-               float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if np.isfinite(alias) else np.nan]
-        row += _fourier(t, f, p0)
+               float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if np.isfinite(alias) else np.nan,
+               _log10(best), float(abs(1 / best - 1 / p0) > 0.01) if np.isfinite(best) else np.nan]
+        row += _fourier(t, f, best)
         row += _transient(curve, bazin[i])
         row += _colours(prepared[i])
         row += _evolution(prepared[i])

@@ -208,14 +208,14 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from models.train.train import train_all
+    from models.train.train import MODEL_VERSION, train_all
 
     data_dir = args.data_dir or settings.training_data_dir
     if not data_dir.is_dir():
         print(f"training data directory {data_dir} not found: pass --data-dir or set "
               "ALERT_CLASSIFIER_TRAINING_DATA_DIR", file=sys.stderr)
         return 2
-    cards = train_all(data_dir, args.out, seed=args.seed, version=args.version)
+    cards = train_all(data_dir, args.out, seed=args.seed, version=args.version or MODEL_VERSION)
     for name, card in cards.items():
         print(f"{name} {card['version']}: sha256 {card['sha256'][:12]}..., written to "
               f"{args.out / name / card['version']}")
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", type=Path, help="datasets folder (default: ../shared/data)")
     train.add_argument("--out", type=Path, default=ARTIFACTS, help=f"artefacts folder (default {ARTIFACTS})")
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--version", default="1.0.0")
+    train.add_argument("--version", help="model version (default: the current one in models/train)")
     train.set_defaults(func=cmd_train)
 
     colours = sub.add_parser("colours", help="the astroML RR Lyrae colour exercise: completeness table")

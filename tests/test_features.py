@@ -54,6 +54,28 @@ def test_rr_lyrae_period_is_recovered():
     assert 10 ** X[FEATURE_NAMES.index("log_period_0")] == pytest.approx(period, rel=0.01)
 
 
+def _nightly_rrab(seed: int, period: float) -> LightCurve:
+    """An RRab-like curve (fast rise, slow decline) seen once a night, near the same hour."""
+    rng = np.random.default_rng(seed)
+    t = 60000.2 + np.sort(rng.choice(300, 60, replace=False)) + rng.normal(0, 0.03, 60)
+    phase = (t / period) % 1
+    shape = np.where(phase < 0.15, phase / 0.15, 1 - (phase - 0.15) / 0.85)
+    flux = 1000 * (shape - 0.5) + rng.normal(0, 30, 60)
+    return LightCurve.from_arrays(t, flux, np.full(60, 30.0), np.full(60, 2))
+
+
+def test_one_day_aliases_are_resolved_by_the_shape():
+    period = 0.57
+    X = extract([_nightly_rrab(seed, period) for seed in range(20)])
+    peak = 10 ** X[:, FEATURE_NAMES.index("log_period_0")]
+    best = 10 ** X[:, FEATURE_NAMES.index("log_period_best")]
+    # nightly sampling: the periodogram's highest peak is mostly an alias; the harmonic fit is not
+    peak_right, best_right = np.abs(peak / period - 1) < 0.01, np.abs(best / period - 1) < 0.01
+    assert peak_right.mean() <= 0.3
+    assert best_right.mean() >= 0.8
+    assert np.all(X[best_right & ~peak_right, FEATURE_NAMES.index("period_best_is_alias")] == 1)
+
+
 def test_grid_reaches_short_periods():
     assert 2 * np.pi / PERIOD_GRID[-1] <= 0.2  # RRc and delta Scuti periods are on the grid
 

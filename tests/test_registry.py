@@ -69,8 +69,8 @@ def test_onnx_agrees_with_sklearn_on_a_fresh_export(tmp_path):
 
 
 def _copy(tmp_path):
-    dst = tmp_path / "rrlyrae" / "1.0.0"
-    shutil.copytree(ARTIFACTS / "rrlyrae" / "1.0.0", dst)
+    dst = tmp_path / "rrlyrae" / "1.1.0"
+    shutil.copytree(ARTIFACTS / "rrlyrae" / "1.1.0", dst)
     return dst
 
 

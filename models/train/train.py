@@ -22,6 +22,8 @@ from models.taxonomy import LABELS, RESIDUAL, RR_LYRAE, SN_IA, SUPERNOVA_CLASSES
 from models.train import datasets
 from models.train.export import export_model
 
+#: 1.1.0: alias-resolved best period (and the Fourier shape at it) added to the features
+MODEL_VERSION = "1.1.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -114,6 +116,19 @@ def ece(prob: np.ndarray, truth: np.ndarray, bins: int = 10) -> float:
     return float(total)
 
 
+def completeness_at_contamination(prob: np.ndarray, truth: np.ndarray, max_contamination: float) -> dict:
+    """The operating point a survey would choose: the highest completeness whose contamination
+    stays within `max_contamination`, and the probability threshold that gives it."""
+    order = np.argsort(-prob, kind="stable")
+    tp, fp = np.cumsum(truth[order]), np.cumsum(~truth[order])
+    ok = np.flatnonzero(fp <= max_contamination * (tp + fp))
+    if not truth.any() or len(ok) == 0:
+        return {"completeness": None, "threshold": None}
+    best = ok[np.argmax(tp[ok])]
+    return {"completeness": round(float(tp[best] / truth.sum()), 4),
+            "threshold": round(float(prob[order][best]), 4)}
+
+
 def rrl_metrics(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> dict:
     pred = prob >= threshold
     tp = int((pred & truth).sum())
@@ -123,7 +138,8 @@ def rrl_metrics(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> 
             "completeness": round(tp / (tp + fn), 4) if tp + fn else None,
             "contamination": round(fp / (tp + fp), 4) if tp + fp else None,
             "auc": round(float(roc_auc_score(truth, prob)), 4) if 0 < truth.sum() < len(truth) else None,
-            "calibration_error": round(ece(prob, truth), 4)}
+            "calibration_error": round(ece(prob, truth), 4),
+            "at_contamination_0.05": completeness_at_contamination(prob, truth, 0.05)}
 
 
 def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray) -> dict:
@@ -153,7 +169,7 @@ def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray) -> dict:
     return out
 
 
-def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = "1.0.0") -> dict:
+def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODEL_VERSION) -> dict:
     rng = np.random.default_rng(seed)
     progress(f"loading datasets from {data_dir}")
     sets = {"plasticc": datasets.load_plasticc(data_dir), "sesar": datasets.load_sesar(data_dir),
