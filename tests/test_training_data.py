@@ -7,7 +7,7 @@ import pytest
 
 from models.taxonomy import RR_LYRAE
 from models.train import colours, datasets
-from models.train.train import make_views, split_by_object
+from models.train.train import completeness_at_contamination, make_views, split_by_object
 
 pytestmark = pytest.mark.data
 
@@ -47,3 +47,13 @@ def test_light_curve_attributes_add_to_colours(shared_data):
     table = colours.beyond_colours(shared_data, seed=0).set_index("features")
     both, alone = table.loc["colours + light curve"], table.loc["colours"]
     assert both.contamination <= alone.contamination and both.completeness >= alone.completeness - 0.01
+
+
+def test_completeness_at_contamination_picks_the_best_allowed_threshold():
+    # ranked by probability: T T F T T F F; at most 1 false in 5 -> the first five (4 of 4 true)
+    prob = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    truth = np.array([1, 1, 0, 1, 1, 0, 0], bool)
+    assert completeness_at_contamination(prob, truth, 0.2) == {"completeness": 1.0, "threshold": 0.6}
+    # no false positive allowed: only the first two
+    assert completeness_at_contamination(prob, truth, 0.0) == {"completeness": 0.5, "threshold": 0.9}
+    assert completeness_at_contamination(prob, np.zeros(7, bool), 0.05)["completeness"] is None
