@@ -60,6 +60,12 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX IF NOT EXISTS ix_prob_class ON probabilities (class_id, probability)",
     ],
+    [
+        # covering: class filters count and collect their rows from the index alone
+        "CREATE INDEX IF NOT EXISTS ix_prob_class_row ON probabilities (class_id, probability, "
+        "classification_id)",
+        "DROP INDEX IF EXISTS ix_prob_class",
+    ],
 ]
 
 UPSERT = """INSERT INTO classifications (dia_source_id, classifier, version, dia_object_id, alert_id,
@@ -93,6 +99,13 @@ class Cone:
     ra: float
     dec: float
     radius_arcsec: float
+
+
+# Class filters matching fewer than this many rows per requested row are collected from the
+# (covering) probabilities index; above it, probing rows in id order finds `limit` matches sooner.
+# On 1M rows (limit 100): p >= 0.9999 524 -> 0.7 ms, p >= 0.99 11 -> 5 ms, unselective 0.7 -> 2.4 ms
+# (the capped count).
+SELECTIVE_MATCHES = 100
 
 
 @dataclass(frozen=True)
@@ -215,6 +228,15 @@ class Store:
 
     # --- reads --------------------------------------------------------------------------------
 
+    def _matches_fewer_than(self, cap: int, class_id: int, floor: float, after_id: int) -> bool:
+        """Counts matching probabilities through their index, stopping at `cap`."""
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql("SELECT COUNT(*) FROM (SELECT 1 FROM probabilities WHERE class_id = ? "
+                                  "AND probability >= ? AND classification_id > ? LIMIT ?) AS m"),
+                        (class_id, floor, after_id, cap))
+            return int(cur.fetchone()[0]) < cap
+
     def _rows(self, sql: str, params: Sequence[Any]) -> list[dict]:
         with self._connection() as conn:
             cur = conn.cursor()
@@ -251,10 +273,17 @@ class Store:
             where.append("c.classifier = ?")
             params.append(q.classifier)
         if q.class_id is not None:
-            # a probe of the probabilities key per row in id order: cost ~ limit / selectivity
-            where.append("EXISTS (SELECT 1 FROM probabilities p WHERE p.classification_id = c.id "
-                         "AND p.class_id = ? AND p.probability >= ?)")
-            params += [q.class_id, q.min_probability if q.min_probability is not None else 0.0]
+            floor = q.min_probability if q.min_probability is not None else 0.0
+            if self._matches_fewer_than(SELECTIVE_MATCHES * q.limit, q.class_id, floor, q.after_id):
+                # few matches: collect them from the (class_id, probability) index
+                where.append("c.id IN (SELECT classification_id FROM probabilities "
+                             "WHERE class_id = ? AND probability >= ? AND classification_id > ?)")
+                params += [q.class_id, floor, q.after_id]
+            else:
+                # many: walk the id order and probe each row; stops after `limit` matches
+                where.append("EXISTS (SELECT 1 FROM probabilities p WHERE p.classification_id = c.id "
+                             "AND p.class_id = ? AND p.probability >= ?)")
+                params += [q.class_id, floor]
         elif q.min_probability is not None:
             where.append("c.top_probability >= ?")
             params.append(q.min_probability)

@@ -72,6 +72,22 @@ def test_filters_and_cursor_pagination(store):
     assert store.query(Query(classifier="supernova")) == []
 
 
+@pytest.mark.parametrize("floor", [0.0, 0.45, 0.85, 0.95])
+def test_class_filters_page_through_every_match(store, floor):
+    """Selective filters are collected from the index, unselective ones probed in id order
+    (SELECTIVE_MATCHES per requested row decides): both must page through exactly the matches."""
+    store.upsert([record(i, p=(i % 20) / 20) for i in range(1, 301)])
+    expected = [i for i in range(1, 301) if (i % 20) / 20 >= floor]
+    seen, after = [], 0
+    while True:
+        page = store.query(Query(class_id=2323, min_probability=floor, limit=2, after_id=after))
+        if not page:
+            break
+        seen += [r["dia_source_id"] for r in page]
+        after = page[-1]["id"]
+    assert seen == expected
+
+
 def test_object_history(store):
     store.upsert([record(1, mjd=60001, object_id=42), record(2, mjd=60003, object_id=42),
                   record(3, mjd=60002, object_id=43)])
