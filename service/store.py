@@ -233,7 +233,7 @@ class Store:
         with self._connection() as conn:
             cur = conn.cursor()
             cur.execute(self._sql("SELECT COUNT(*) FROM (SELECT 1 FROM probabilities WHERE class_id = ? "
-                                  "AND probability >= ? AND classification_id > ? LIMIT ?) AS m"),
+                                  "AND probability >= CAST(? AS REAL) AND classification_id > ? LIMIT ?) AS m"),
                         (class_id, floor, after_id, cap))
             return int(cur.fetchone()[0]) < cap
 
@@ -268,6 +268,8 @@ class Store:
                           "ORDER BY mjd, classifier, version", (dia_object_id,))
 
     def query(self, q: Query) -> list[dict]:
+        # Probabilities are stored as REAL (float4 in PostgreSQL): thresholds are cast to it too, so
+        # min_probability=0.95 keeps a stored 0.95 (and the index serves the comparison).
         where, params = ["c.id > ?"], [q.after_id]
         if q.classifier:
             where.append("c.classifier = ?")
@@ -277,15 +279,15 @@ class Store:
             if self._matches_fewer_than(SELECTIVE_MATCHES * q.limit, q.class_id, floor, q.after_id):
                 # few matches: collect them from the (class_id, probability) index
                 where.append("c.id IN (SELECT classification_id FROM probabilities "
-                             "WHERE class_id = ? AND probability >= ? AND classification_id > ?)")
+                             "WHERE class_id = ? AND probability >= CAST(? AS REAL) AND classification_id > ?)")
                 params += [q.class_id, floor, q.after_id]
             else:
                 # many: walk the id order and probe each row; stops after `limit` matches
                 where.append("EXISTS (SELECT 1 FROM probabilities p WHERE p.classification_id = c.id "
-                             "AND p.class_id = ? AND p.probability >= ?)")
+                             "AND p.class_id = ? AND p.probability >= CAST(? AS REAL))")
                 params += [q.class_id, floor]
         elif q.min_probability is not None:
-            where.append("c.top_probability >= ?")
+            where.append("c.top_probability >= CAST(? AS REAL)")
             params.append(q.min_probability)
         if q.since_mjd is not None or q.until_mjd is not None:
             # the mjd index, as a subquery (see the cone search)
