@@ -233,7 +233,8 @@ class Store:
         with self._connection() as conn:
             cur = conn.cursor()
             cur.execute(self._sql("SELECT COUNT(*) FROM (SELECT 1 FROM probabilities WHERE class_id = ? "
-                                  "AND probability >= CAST(? AS REAL) AND classification_id > ? LIMIT ?) AS m"),
+                                  "AND probability >= CAST(? AS REAL) AND classification_id > ? "
+                                  "LIMIT ?) AS m"),
                         (class_id, floor, after_id, cap))
             return int(cur.fetchone()[0]) < cap
 
@@ -277,9 +278,9 @@ class Store:
         if q.class_id is not None:
             floor = q.min_probability if q.min_probability is not None else 0.0
             if self._matches_fewer_than(SELECTIVE_MATCHES * q.limit, q.class_id, floor, q.after_id):
-                # few matches: collect them from the (class_id, probability) index
-                where.append("c.id IN (SELECT classification_id FROM probabilities "
-                             "WHERE class_id = ? AND probability >= CAST(? AS REAL) AND classification_id > ?)")
+                # few matches: collect them from the covering probabilities index
+                where.append("c.id IN (SELECT classification_id FROM probabilities WHERE class_id = ? "
+                             "AND probability >= CAST(? AS REAL) AND classification_id > ?)")
                 params += [q.class_id, floor, q.after_id]
             else:
                 # many: walk the id order and probe each row; stops after `limit` matches
