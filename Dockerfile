@@ -10,7 +10,7 @@ RUN useradd --create-home --uid 10001 app && mkdir -p /data && chown app /data
 WORKDIR /app
 
 # Dependencies first (a layer that changes rarely), then the code and the model artefacts.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY streaming ./streaming
 COPY models ./models
 COPY service ./service
