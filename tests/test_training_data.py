@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.taxonomy import RR_LYRAE
+from models.taxonomy import RR_LYRAE, SN_IA, SUPERNOVA_CLASSES
 from models.train import colours, datasets
 from models.train.train import completeness_at_contamination, make_views, split_by_object
 
@@ -22,6 +22,17 @@ def test_real_sets_become_rubin_like_difference_curves(shared_data):
         assert np.all(np.isfinite(c.flux)) and np.all(c.flux_err > 0)
         assert set(np.unique(c.band)) <= set(range(6))
         assert (c.flux > 0).any() and (c.flux < 0).any()  # difference fluxes around the median
+
+
+def test_real_ztf_supernovae_become_difference_curves(shared_data, tmp_path):
+    sne = datasets.load_ztf_sne(shared_data)
+    assert len(sne) == 30
+    assert {c.class_id for c in sne} <= set(SUPERNOVA_CLASSES)
+    assert sum(c.class_id == SN_IA for c in sne) == 19
+    for c in sne:
+        assert np.all(np.diff(c.t) >= 0) and set(np.unique(c.band)) <= {1, 2}  # ZTF g and r
+        assert np.all(c.flux_err > 0) and np.median(c.flux) > 0
+    assert datasets.load_ztf_sne(tmp_path) == []  # absent: no external test, no error
 
 
 def test_split_is_by_object_and_deterministic(shared_data):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.taxonomy import NON_SN_OTHER, PLASTICC_TO_ELASTICC, RR_LYRAE
+from models.taxonomy import NON_SN_OTHER, PLASTICC_TO_ELASTICC, RR_LYRAE, SLSN, SN_IA, SN_IBC, SN_II
 
 RUBIN_DETECTABLE_CHANGE = 0.025
 NJY_ZP = 31.4  # AB magnitude of 1 nJy
@@ -166,3 +166,26 @@ def load_sesar_colours(data_dir: Path) -> pd.DataFrame:
     out = pd.DataFrame({"ug": t["umag"] - t["gmag"], "gr": t["gmag"] - t["rmag"],
                         "ri": t["rmag"] - t["imag"], "iz": t["imag"] - t["zmag"]})
     return out[(np.abs(t[["umag", "gmag", "rmag", "imag", "zmag"]]) < 90).all(axis=1).to_numpy()]
+
+
+ZTF_SN_CLASSES = {"SNIa": SN_IA, "SNIbc": SN_IBC, "SNII": SN_II, "SLSN": SLSN}
+
+
+def load_ztf_sne(data_dir: Path) -> list[Curve]:
+    """30 real ZTF supernovae from ALeRCE's examples (alert detections, g and r), as difference
+    fluxes: an external test of the supernova classifier, never trained on. Empty when absent."""
+    folder = data_dir / "alerce-lc-classifier-examples"
+    if not (folder / "30_sne_detections_corr.csv").is_file():
+        return []
+    labels = dict(pd.read_csv(folder / "30_sne_labels.csv").to_numpy())
+    det = pd.read_csv(folder / "30_sne_detections_corr.csv")
+    curves = []
+    for oid, g in det.groupby("objectId", sort=True):
+        g = g.sort_values("mjd")
+        # magpsf is the magnitude of |difference flux|; isdiffpos its sign
+        flux = g["isdiffpos"].to_numpy() * 10 ** (-0.4 * (g["magpsf"].to_numpy() - NJY_ZP))
+        err = np.abs(flux) * g["sigmapsf"].to_numpy() * np.log(10) / 2.5
+        band = g["fid"].to_numpy().astype(np.int8)  # ZTF fid 1 = g, 2 = r: our indices too
+        curves.append(Curve(g["mjd"].to_numpy(), flux, err, band, ZTF_SN_CLASSES[labels[oid]], "ztf",
+                            f"ztf-{oid}", np.ones(len(g), bool)))
+    return curves
