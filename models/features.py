@@ -298,7 +298,7 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
         # 1-day aliases: frequencies one or two cycles per day apart (nightly sampling)
         alias = abs(1 / p0 - 1 / p1) if p0 > 0 and p1 > 0 else np.nan
         t, f, e = std[i]
-        best = best_period(t, f, e, (p0, p1, p2)) if len(t) >= MIN_POINTS_PERIOD else np.nan
+        best = best_period(t, f, e, (p0, p1, p2))  # NaN peaks (too few points) give NaN
         span = float(t[-1] - t[0]) if len(t) else np.nan
         row = [_log10(p0), s0, _log10(p1), s1,
                float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if np.isfinite(alias) else np.nan,

@@ -106,6 +106,9 @@ class Cone:
 # On 1M rows (limit 100): p >= 0.9999 524 -> 0.7 ms, p >= 0.99 11 -> 5 ms, unselective 0.7 -> 2.4 ms
 # (the capped count).
 SELECTIVE_MATCHES = 100
+# Probabilities are stored as REAL (float4 in PostgreSQL): thresholds are cast to it too, so
+# min_probability=0.95 keeps a stored 0.95 (and the index serves the comparison).
+CLASS_MATCH = "class_id = ? AND probability >= CAST(? AS REAL) AND classification_id > ?"
 
 
 @dataclass(frozen=True)
@@ -232,8 +235,7 @@ class Store:
         """Counts matching probabilities through their index, stopping at `cap`."""
         with self._connection() as conn:
             cur = conn.cursor()
-            cur.execute(self._sql("SELECT COUNT(*) FROM (SELECT 1 FROM probabilities WHERE class_id = ? "
-                                  "AND probability >= CAST(? AS REAL) AND classification_id > ? "
+            cur.execute(self._sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM probabilities WHERE {CLASS_MATCH} "
                                   "LIMIT ?) AS m"),
                         (class_id, floor, after_id, cap))
             return int(cur.fetchone()[0]) < cap
@@ -269,8 +271,6 @@ class Store:
                           "ORDER BY mjd, classifier, version", (dia_object_id,))
 
     def query(self, q: Query) -> list[dict]:
-        # Probabilities are stored as REAL (float4 in PostgreSQL): thresholds are cast to it too, so
-        # min_probability=0.95 keeps a stored 0.95 (and the index serves the comparison).
         where, params = ["c.id > ?"], [q.after_id]
         if q.classifier:
             where.append("c.classifier = ?")
@@ -279,8 +279,7 @@ class Store:
             floor = q.min_probability if q.min_probability is not None else 0.0
             if self._matches_fewer_than(SELECTIVE_MATCHES * q.limit, q.class_id, floor, q.after_id):
                 # few matches: collect them from the covering probabilities index
-                where.append("c.id IN (SELECT classification_id FROM probabilities WHERE class_id = ? "
-                             "AND probability >= CAST(? AS REAL) AND classification_id > ?)")
+                where.append(f"c.id IN (SELECT classification_id FROM probabilities WHERE {CLASS_MATCH})")
                 params += [q.class_id, floor, q.after_id]
             else:
                 # many: walk the id order and probe each row; stops after `limit` matches
@@ -288,7 +287,7 @@ class Store:
                              "AND p.class_id = ? AND p.probability >= CAST(? AS REAL))")
                 params += [q.class_id, floor]
         elif q.min_probability is not None:
-            where.append("c.top_probability >= CAST(? AS REAL)")
+            where.append("c.top_probability >= CAST(? AS REAL)")  # REAL as well: see CLASS_MATCH
             params.append(q.min_probability)
         if q.since_mjd is not None or q.until_mjd is not None:
             # the mjd index, as a subquery (see the cone search)

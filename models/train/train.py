@@ -8,7 +8,6 @@ first few detections.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -218,6 +217,11 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     metrics["cross_survey_trained_without_eros_tested_on_eros"] = rrl_metrics(
         rrl_ne.predict_proba(X_all[eros_all])[:, 1], y_all[eros_all])
     progress(f"rrlyrae held-out real: {metrics['held_out_real']}")
+    ztf = _external_ztf_sne(data_dir, seed)
+    if ztf is not None:
+        rrl_ztf = rrl.predict_proba(ztf.X[[len(c.t) >= RRL_MIN_POINTS for c in ztf.curves]])[:, 1]
+        metrics["external_ztf_30_sne"] = {
+            "n": len(rrl_ztf), "false_positive_rate": round(float((rrl_ztf >= 0.5).mean()), 4)}
     cards["rrlyrae"] = export_model(
         rrl, name="rrlyrae", version=version, out_dir=out_dir, class_ids=[RESIDUAL, RR_LYRAE],
         X_check=rrl_test.X, metrics=metrics, min_points=RRL_MIN_POINTS,
@@ -234,25 +238,12 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     order = [list(sn.classes_).index(c) for c in SN_CLASSES]
     proba = sn.predict_proba(sn_test.X)[:, order]
     ytest = np.where(np.isin(sn_test.y, SUPERNOVA_CLASSES), sn_test.y, RESIDUAL)
-    sn_m = {"held_out_all": sn_metrics(proba, ytest, sn_test.source),
-            "held_out_early": sn_metrics(proba[sn_test.early], ytest[sn_test.early],
-                                         sn_test.source[sn_test.early]),
-            "held_out_full": sn_metrics(proba[~sn_test.early], ytest[~sn_test.early],
-                                        sn_test.source[~sn_test.early])}
+    sn_m = _sn_metrics_early_and_full("held_out", proba, ytest, sn_test)
     progress(f"supernova held-out: recall {sn_m['held_out_all']['sn_recall']}, "
              f"Ia-vs-CC AUC {sn_m['held_out_all'].get('ia_vs_cc_auc')}")
-    ztf = _external_ztf_sne(data_dir, seed)
     if ztf is not None:
-        proba_ztf = sn.predict_proba(ztf.X)[:, order]
-        sn_m["external_ztf_30_sne_all"] = sn_metrics(proba_ztf, ztf.y, ztf.source)
-        sn_m["external_ztf_30_sne_early"] = sn_metrics(proba_ztf[ztf.early], ztf.y[ztf.early],
-                                                       ztf.source[ztf.early])
-        sn_m["external_ztf_30_sne_full"] = sn_metrics(proba_ztf[~ztf.early], ztf.y[~ztf.early],
-                                                      ztf.source[~ztf.early])
-        rrl_ztf = rrl.predict_proba(ztf.X[[len(c.t) >= RRL_MIN_POINTS for c in ztf.curves]])[:, 1]
-        cards["rrlyrae"]["metrics"]["external_ztf_30_sne"] = {
-            "n": len(rrl_ztf), "false_positive_rate": round(float((rrl_ztf >= 0.5).mean()), 4)}
-        _rewrite_card(out_dir, cards["rrlyrae"])
+        sn_m |= _sn_metrics_early_and_full("external_ztf_30_sne", sn.predict_proba(ztf.X)[:, order],
+                                           ztf.y, ztf)
         progress(f"supernova on 30 real ZTF SNe: recall {sn_m['external_ztf_30_sne_all']['sn_recall']}")
     cards["supernova"] = export_model(
         sn, name="supernova", version=version, out_dir=out_dir, class_ids=list(sn.classes_),
@@ -273,10 +264,10 @@ def _external_ztf_sne(data_dir: Path, seed: int) -> Views | None:
     return views
 
 
-def _rewrite_card(out_dir: Path, card: dict) -> None:
-    """Metrics found after the export (they do not change the model or its sha256)."""
-    path = out_dir / card["name"] / card["version"] / "card.json"
-    path.write_text(json.dumps(card, indent=2) + "\n")
+def _sn_metrics_early_and_full(prefix: str, proba: np.ndarray, y: np.ndarray, views: Views) -> dict:
+    """sn_metrics on all views, the early ones and the full ones, keyed `<prefix>_all|early|full`."""
+    return {f"{prefix}_{name}": sn_metrics(proba[m], y[m], views.source[m])
+            for name, m in (("all", np.ones(len(y), bool)), ("early", views.early), ("full", ~views.early))}
 
 
 def _extract_with_progress(curves: list, chunk: int = 2000) -> np.ndarray:
