@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.features import FEATURE_NAMES, PERIOD_GRID, extract
+from models.features import FEATURE_NAMES, PERIOD_GRID, SIDEREAL_DAY_FREQ, extract
 from streaming.lightcurve import LightCurve
 from streaming.simulate import simulate_object
 
@@ -85,3 +85,58 @@ def test_batch_equals_one_at_a_time():
     batch = extract(curves)
     single = np.vstack([extract([c]) for c in curves])
     np.testing.assert_array_equal(batch, single)
+
+
+def _nightly_pulsator(seed: int, period: float, amp: float = 1000.0) -> LightCurve:
+    """A sinusoid seen once a night: a 1-day alias fits it as well as the truth."""
+    rng = np.random.default_rng(seed)
+    t = 60000.2 + np.sort(rng.choice(300, 60, replace=False)) + rng.normal(0, 0.03, 60)
+    flux = amp * np.sin(2 * np.pi * t / period) + rng.normal(0, 30, 60)
+    return LightCurve.from_arrays(t, flux, np.full(60, 30.0), np.full(60, 2))
+
+
+def test_rr_lyrae_range_candidate_is_reported_beside_the_best():
+    """Inside 0.2-1 d the best candidate of an RR Lyrae is its true period, also the best overall
+    (deficit ~0). A 20-day pulsator seen nightly has one there too, its 1-day alias, which fits
+    worse than its true period (deficit > 0): the classifier sees both."""
+    names = list(FEATURE_NAMES)
+    X = extract([_nightly_rrab(seed, 0.57) for seed in range(10)]
+                + [_nightly_pulsator(seed, 20.0) for seed in range(10)])
+    best = 10 ** X[:, names.index("log_period_best")]
+    rrl_period = 10 ** X[:, names.index("log_period_rrl_range")]
+    deficit = X[:, names.index("rrl_range_fit_deficit")]
+    assert np.all((rrl_period >= 0.2) & (rrl_period <= 1.0)) and np.all(deficit >= 0)
+    assert np.mean(np.abs(rrl_period[:10] / 0.57 - 1) < 0.01) >= 0.8
+    assert np.median(deficit[:10]) < 0.005
+    alias = 1 / (1 / 20.0 + SIDEREAL_DAY_FREQ)
+    assert np.mean(np.abs(best[10:] / 20.0 - 1) < 0.02) >= 0.8
+    assert np.mean(np.abs(rrl_period[10:] / alias - 1) < 0.01) >= 0.8
+    assert np.all(deficit[10:] > 0.005)
+
+
+def _declining(band_rates: dict[str, float], days: float, t_peak: float = 60010.0) -> LightCurve:
+    """Each band rises linearly to the same peak time, then fades at its own rate (mag/day)."""
+    t, flux, band = [], [], []
+    for b, rate in band_rates.items():
+        tb = np.arange(60000.0, t_peak + days + 0.1, 2.0)
+        mag = np.where(tb <= t_peak, 0.1 * (t_peak - tb), rate * (tb - t_peak))
+        t += list(tb)
+        flux += list(5000 * 10 ** (-0.4 * mag))
+        band += [b] * len(tb)
+    order = np.argsort(t, kind="stable")
+    return LightCurve.from_arrays(np.array(t)[order], np.array(flux)[order], np.full(len(t), 5.0),
+                                  np.array(band)[order])
+
+
+def test_declines_and_colours_at_fixed_days_from_the_peak():
+    names = list(FEATURE_NAMES)
+    x = extract([_declining({"g": 0.06, "r": 0.03}, days=40)])[0]
+    assert x[names.index("dmag15_g")] == pytest.approx(0.9, abs=0.01)
+    assert x[names.index("dmag15_r")] == pytest.approx(0.45, abs=0.01)
+    assert x[names.index("dmag30_r")] == pytest.approx(0.9, abs=0.01)
+    assert x[names.index("colour_gr_p15d")] == pytest.approx(0.45, abs=0.01)  # g fades faster: redder
+    assert x[names.index("colour_gr_m5d")] == pytest.approx(0.0, abs=0.01)  # same rise in both
+    assert np.isnan(x[names.index("dmag15_i")])  # no i band
+    # never extrapolated: a curve followed for 20 days has a 15-day decline but no 30-day one
+    short = extract([_declining({"g": 0.06, "r": 0.03}, days=20)])[0]
+    assert np.isfinite(short[names.index("dmag15_r")]) and np.isnan(short[names.index("dmag30_r")])
