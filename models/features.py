@@ -317,8 +317,13 @@ def _mag_ratio(a: float, b: float) -> float:
 def _phases(p: _Prepared) -> list[float]:
     """Declines and colours at fixed days from the peak (r's, else the best-sampled band's), by
     interpolation between detections: ratios of fluxes, so scale-free."""
-    per_band = {b: (p.t[p.band == b], p.flux[p.band == b]) for b in range(len(BANDS))
-                if (p.band == b).sum() >= 2 and np.max(p.flux[p.band == b]) > 0}
+    order = np.argsort(p.band, kind="stable")  # grouped by band, still in time order within each
+    ends = np.cumsum(p.counts)
+    per_band = {}
+    for b in np.flatnonzero(p.counts >= 2):
+        idx = order[ends[b] - p.counts[b]:ends[b]]
+        if np.max(p.flux[idx]) > 0:
+            per_band[int(b)] = (p.t[idx], p.flux[idx])
     if not per_band:
         return [np.nan] * len(PHASE_NAMES)
     ref = 2 if 2 in per_band else max(per_band, key=lambda b: len(per_band[b][0]))
