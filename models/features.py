@@ -75,7 +75,7 @@ COUNT_NAMES = ["log_n_points", "log_span_days", "n_bands"]
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
     SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + RRL_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + EVOLUTION_NAMES
-    + PHASE_NAMES    + COUNT_NAMES)
+    + PHASE_NAMES + COUNT_NAMES)
 
 
 def _band_quantiles(band: np.ndarray, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
@@ -233,7 +233,7 @@ def _log10(x: float) -> float:
 
 def _transient(curve: LightCurveLike, bazin: np.ndarray) -> list[float]:
     t, flux, band = curve.t, np.asarray(curve.flux, np.float64), curve.band
-    peak_flux = np.max(flux)
+    peak_flux = np.max(flux) if len(flux) else np.nan  # an empty curve is NaN, not an error
     if len(t) < 2 or not peak_flux > 0:
         return [np.nan] * 4 + [np.nan, np.nan, np.nan, float(np.mean(flux > 0)) if len(t) else np.nan, np.nan]
     band_max = np.ones(len(BANDS))

@@ -42,6 +42,8 @@ def test_short_curves_give_nan_not_zero():
     period = FEATURE_NAMES.index("log_period_0")
     assert np.isnan(X[period]) and np.isnan(X[FEATURE_NAMES.index("skew")])
     assert X[FEATURE_NAMES.index("n_bands")] == 1
+    empty = LightCurve.from_arrays([], [], [], [])
+    assert np.isnan(extract([empty])[0][:-1]).all()  # every feature NaN but the band count (0)
 
 
 def test_rr_lyrae_period_is_recovered():
