@@ -24,13 +24,19 @@ from models.train.export import export_model
 
 #: 1.1.0: alias-resolved best period (and the Fourier shape at it) added to the features
 #: 1.2.0: 8 periodogram peaks, the best RR Lyrae-range candidate, interpolated declines and colours
-#: at fixed days from the peak; real surveys' detections = changes Rubin would detect
+#: at fixed days from the peak; real surveys' detections = changes Rubin would detect; training
+#: views also in two random bands
 MODEL_VERSION = "1.2.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
 FORCED = False
 EARLY_POINTS = (3, 5, 8)
+# Training only: this fraction of views with 3+ bands gets a copy keeping 2 of them at random, so
+# curves seen in few bands (a new field, a rolling cadence, ZTF's g and r) stay in the models'
+# experience. Cross-validated on PLAsTiCC views cut to g and r: SN recall 0.88 -> 0.93 (full
+# curves), 0.74 -> 0.96 (early); all-band metrics unchanged.
+BAND_SUBSET_FRACTION = 0.3
 HOLDOUT_FRACTION = 0.3
 RRL_MIN_POINTS = 8
 SN_MIN_POINTS = 2
@@ -65,18 +71,27 @@ class Views:
         return Views([self.curves[i] for i in idx], self.kind[idx], None if self.X is None else self.X[idx])
 
 
-def make_views(curves: list[datasets.Curve], rng: np.random.Generator, *, forced: bool = FORCED) -> Views:
+def make_views(curves: list[datasets.Curve], rng: np.random.Generator, *, forced: bool = FORCED,
+               band_subsets: bool = False) -> Views:
     """What alerts of each object carry: an alert sent at detection time T holds the year before T,
-    its detections, and with `forced` the forced photometry of every epoch (prvDiaForcedSources)."""
+    its detections, and with `forced` the forced photometry of every epoch (prvDiaForcedSources).
+    With `band_subsets` (training), some views also come in two of their bands ("bands")."""
     out, kind = [], []
 
     def view(c: datasets.Curve, end: float, view_kind: str) -> None:
         mask = (c.t <= end) & (c.t > end - HISTORY_WINDOW_D)
         if not forced:
             mask &= c.detected
-        if mask.any():
-            out.append(c.window(mask))
-            kind.append(view_kind)
+        if not mask.any():
+            return
+        out.append(c.window(mask))
+        kind.append(view_kind)
+        bands = np.unique(out[-1].band)
+        if band_subsets and len(bands) >= 3 and rng.random() < BAND_SUBSET_FRACTION:
+            two = out[-1].window(np.isin(out[-1].band, rng.choice(bands, 2, replace=False)))
+            if len(two.t) >= 2:
+                out.append(two)
+                kind.append("bands")
 
     for c in curves:
         det_t = c.t[c.detected]
@@ -188,7 +203,7 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         a, b = split_by_object(curves, seed + i)
         train_c += a
         test_c += b
-    train, test = make_views(train_c, rng), make_views(test_c, rng)
+    train, test = make_views(train_c, rng, band_subsets=True), make_views(test_c, rng)
     progress(f"views: {len(train.curves)} train, {len(test.curves)} held out; extracting features...")
     t0 = time.monotonic()
     train.X = _extract_with_progress(train.curves)
@@ -249,6 +264,13 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     proba = sn.predict_proba(sn_test.X)[:, order]
     ytest = np.where(np.isin(sn_test.y, SUPERNOVA_CLASSES), sn_test.y, RESIDUAL)
     sn_m = _sn_metrics_early_and_full("held_out", proba, ytest, sn_test)
+    # the same views seen in g and r only (ZTF's bands; Rubin's in a young field)
+    gr = Views([c.window(np.isin(c.band, (1, 2))) for c in sn_test.curves], sn_test.kind)
+    keep = np.array([len(c.t) >= SN_MIN_POINTS for c in gr.curves])
+    gr = gr.subset(keep)
+    gr.X = features.extract(gr.curves, n_jobs=-1)
+    sn_m |= _sn_metrics_early_and_full("held_out_g_r_only", sn.predict_proba(gr.X)[:, order],
+                                       ytest[keep], gr)
     progress(f"supernova held-out: recall {sn_m['held_out_all']['sn_recall']}, "
              f"Ia-vs-CC AUC {sn_m['held_out_all'].get('ia_vs_cc_auc')}")
     if ztf is not None:
@@ -294,4 +316,7 @@ def _training_description(sets: dict, views: Views) -> dict:
             "train_views_by_source": dict(zip(uniq.tolist(), counts.tolist(), strict=True)),
             "split": f"by object, {HOLDOUT_FRACTION:.0%} held out per survey",
             "views": f"latest {HISTORY_WINDOW_D:.0f} d, a random {HISTORY_WINDOW_D:.0f} d window, "
-                     f"first {EARLY_POINTS} detections"}
+                     f"first {EARLY_POINTS} detections; {BAND_SUBSET_FRACTION:.0%} of views with 3+ "
+                     f"bands also in 2 random ones",
+            "views_by_kind": dict(zip(*(x.tolist() for x in np.unique(views.kind, return_counts=True)),
+                                      strict=True))}
