@@ -1,4 +1,5 @@
-"""Old surveys' magnitudes become Rubin-like difference fluxes and detections (no data files needed)."""
+"""Training data shaping, no data files needed: old surveys' magnitudes become Rubin-like difference
+fluxes and detections; light curves become the views alerts carry."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 
 from models.taxonomy import RR_LYRAE
 from models.train import datasets
+from models.train.train import make_views
 
 
 def test_detections_are_the_changes_rubin_would_see_not_the_old_surveys_noise():
@@ -26,3 +28,25 @@ def test_a_star_rubin_would_not_see_change_gives_no_curve():
     curve = datasets._mag_to_difference_flux(t, np.full(6, 19.0) + 0.001 * np.arange(6), np.full(6, 0.05),
                                              np.ones(6, int), RR_LYRAE, "test", "flat")
     assert curve is None
+
+
+def _six_band_curve(object_id: str, rng: np.random.Generator) -> datasets.Curve:
+    t = np.sort(rng.uniform(60000, 60700, 120))
+    band = rng.integers(0, 6, 120).astype(np.int8)
+    return datasets.Curve(t, rng.normal(0, 100, 120), np.full(120, 5.0), band, RR_LYRAE, "test", object_id,
+                          np.ones(120, bool))
+
+
+def test_band_subset_views_keep_two_bands_of_a_real_view_and_only_when_asked():
+    rng = np.random.default_rng(3)
+    curves = [_six_band_curve(f"o{i}", rng) for i in range(40)]
+    plain = make_views(curves, np.random.default_rng(0))
+    assert "bands" not in set(plain.kind)
+    views = make_views(curves, np.random.default_rng(0), band_subsets=True)
+    subsets = [i for i, k in enumerate(views.kind) if k == "bands"]
+    assert 0.15 * len(plain.curves) < len(subsets) < 0.45 * len(plain.curves)  # ~30% of views
+    for i in subsets:
+        cut, parent = views.curves[i], views.curves[i - 1]  # each follows the view it was cut from
+        assert len(np.unique(cut.band)) == 2 and set(cut.t) <= set(parent.t)
+        kept = np.isin(parent.band, np.unique(cut.band))
+        np.testing.assert_array_equal(cut.flux, parent.flux[kept])  # every point of those bands
