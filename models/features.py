@@ -71,11 +71,14 @@ PHASE_NAMES = ([f"dmag15_{BANDS[b]}" for b in PHASE_BANDS] + [f"dmag30_{BANDS[b]
                + [f"colour_{BANDS[a]}{BANDS[b]}_{'m' if d < 0 else 'p'}{abs(d):.0f}d"
                   for a, b, d in PHASE_COLOURS]
                + ["rebrighten_i", "rebrighten_r"])
+EARLY_NAMES = ["rise_rate_g", "rise_rate_r", "rise_rate_i", "colour_gr_latest", "colour_ri_latest",
+               "colour_gr_per_day", "colour_ri_per_day"]
+PAIR_TOLERANCE_D = 2.0  # points of two bands this close in time make a colour
 COUNT_NAMES = ["log_n_points", "log_span_days", "n_bands"]
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
     SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + RRL_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + EVOLUTION_NAMES
-    + PHASE_NAMES + COUNT_NAMES)
+    + PHASE_NAMES + EARLY_NAMES + COUNT_NAMES)
 
 
 def _band_quantiles(band: np.ndarray, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
@@ -314,16 +317,21 @@ def _mag_ratio(a: float, b: float) -> float:
     return float(-2.5 * np.log10(a / b)) if a > 0 and b > 0 else np.nan  # NaN compares False
 
 
-def _phases(p: _Prepared) -> list[float]:
+def _split_bands(p: _Prepared) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(t, flux) of every band with points, in time order, from one stable sort."""
+    order = np.argsort(p.band, kind="stable")
+    starts = np.cumsum(p.counts) - p.counts
+    out = {}
+    for b in np.flatnonzero(p.counts):
+        idx = order[starts[b]:starts[b] + p.counts[b]]
+        out[int(b)] = (p.t[idx], p.flux[idx])
+    return out
+
+
+def _phases(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
     """Declines and colours at fixed days from the peak (r's, else the best-sampled band's), by
     interpolation between detections: ratios of fluxes, so scale-free."""
-    order = np.argsort(p.band, kind="stable")  # grouped by band, still in time order within each
-    ends = np.cumsum(p.counts)
-    per_band = {}
-    for b in np.flatnonzero(p.counts >= 2):
-        idx = order[ends[b] - p.counts[b]:ends[b]]
-        if np.max(p.flux[idx]) > 0:
-            per_band[int(b)] = (p.t[idx], p.flux[idx])
+    per_band = {b: tf for b, tf in bands.items() if len(tf[0]) >= 2 and np.max(tf[1]) > 0}
     if not per_band:
         return [np.nan] * len(PHASE_NAMES)
     ref = 2 if 2 in per_band else max(per_band, key=lambda b: len(per_band[b][0]))
@@ -342,6 +350,45 @@ def _phases(p: _Prepared) -> list[float]:
     return ([declines[b][0] for b in PHASE_BANDS] + [declines[b][1] for b in PHASE_BANDS]
             + [_mag_ratio(flux_at(a, d), flux_at(b, d)) for a, b, d in PHASE_COLOURS]
             + [_mag_ratio(flux_at(b, 30.0), flux_at(b, 15.0)) for b in (3, 2)])
+
+
+def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of y on x (closed form: np.polyfit costs ~30 us a call)."""
+    dx = x - x.mean()
+    return float(dx @ (y - y.mean()) / (dx @ dx))
+
+
+def _rise_rate(t: np.ndarray, f: np.ndarray) -> float:
+    """Brightening in magnitudes per day up to the band's peak (negative: rising), from the positive
+    fluxes; NaN with fewer than two or within half a day."""
+    upto = np.arange(len(f)) <= np.argmax(f)
+    t, f = t[upto & (f > 0)], f[upto & (f > 0)]
+    if len(t) < 2 or t[-1] - t[0] < 0.5:
+        return np.nan
+    return -2.5 * _slope(t, np.log10(f))
+
+
+def _colour_pairs(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """[time, colour a-b] for each point of band a with one of band b within PAIR_TOLERANCE_D."""
+    (ta, fa), (tb, fb) = a, b
+    j = np.clip(np.searchsorted(tb, ta), 1, len(tb) - 1) if len(tb) > 1 else np.zeros(len(ta), np.int64)
+    if len(tb) > 1:
+        j -= np.abs(tb[j - 1] - ta) < np.abs(tb[j] - ta)  # the nearer neighbour
+    ok = (np.abs(tb[j] - ta) <= PAIR_TOLERANCE_D) & (fa > 0) & (fb[j] > 0)
+    return np.column_stack([(ta[ok] + tb[j][ok]) / 2, -2.5 * np.log10(fa[ok] / fb[j][ok])])
+
+
+def _early(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """What the first detections show of a transient: how fast g, r and i brighten, the latest
+    g-r and r-i colours (points of two bands at most PAIR_TOLERANCE_D apart) and how they change."""
+    rates = [_rise_rate(*bands[b]) if b in bands else np.nan for b in (1, 2, 3)]
+    latest, slopes = [], []
+    for a, b in ((1, 2), (2, 3)):
+        pairs = _colour_pairs(bands[a], bands[b]) if a in bands and b in bands else np.empty((0, 2))
+        latest.append(float(pairs[-1, 1]) if len(pairs) else np.nan)
+        spread = len(pairs) >= 2 and pairs[-1, 0] - pairs[0, 0] > 0.5
+        slopes.append(_slope(pairs[:, 0], pairs[:, 1]) if spread else np.nan)
+    return rates + latest + slopes
 
 
 def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
@@ -396,7 +443,9 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
         row += _transient(curve, bazin[i])
         row += _colours(prepared[i])
         row += _evolution(prepared[i])
-        row += _phases(prepared[i])
+        bands = _split_bands(prepared[i])
+        row += _phases(bands)
+        row += _early(bands)
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
                 float(len(np.unique(curve.band)))]
         out[i, col:] = row

@@ -142,3 +142,22 @@ def test_declines_and_colours_at_fixed_days_from_the_peak():
     # never extrapolated: a curve followed for 20 days has a 15-day decline but no 30-day one
     short = extract([_declining({"g": 0.06, "r": 0.03}, days=20)])[0]
     assert np.isfinite(short[names.index("dmag15_r")]) and np.isnan(short[names.index("dmag30_r")])
+
+
+def test_early_rise_rates_and_colours():
+    """A young transient seen every 2 days in g and (half a day later) r, brightening 0.2 and 0.1
+    mag/day: rise rates, the latest g-r colour and its change per day."""
+    t_g = np.arange(60000.0, 60011.0, 2.0)
+    t_r = t_g + 0.5
+    mag_g, mag_r = 0.2 * (60020 - t_g), 0.1 * (60020 - t_r)
+    t = np.concatenate([t_g, t_r])
+    flux = 1e4 * 10 ** (-0.4 * np.concatenate([mag_g, mag_r]))
+    band = np.array(["g"] * len(t_g) + ["r"] * len(t_r))
+    order = np.argsort(t)
+    x = extract([LightCurve.from_arrays(t[order], flux[order], np.full(len(t), 1.0), band[order])])[0]
+    names = list(FEATURE_NAMES)
+    assert x[names.index("rise_rate_g")] == pytest.approx(-0.2, abs=1e-6)
+    assert x[names.index("rise_rate_r")] == pytest.approx(-0.1, abs=1e-6)
+    assert x[names.index("colour_gr_latest")] == pytest.approx(mag_g[-1] - mag_r[-1], abs=1e-6)
+    assert x[names.index("colour_gr_per_day")] == pytest.approx(-0.1, abs=1e-6)  # getting bluer
+    assert np.isnan(x[names.index("rise_rate_i")]) and np.isnan(x[names.index("colour_ri_latest")])

@@ -24,8 +24,8 @@ from models.train.export import export_model
 
 #: 1.1.0: alias-resolved best period (and the Fourier shape at it) added to the features
 #: 1.2.0: 8 periodogram peaks, the best RR Lyrae-range candidate, interpolated declines and colours
-#: at fixed days from the peak; real surveys' detections = changes Rubin would detect; training
-#: views also in two random bands
+#: at fixed days from the peak, early rise rates and colours; real surveys' detections = the changes
+#: Rubin would detect; training views also in two random bands
 MODEL_VERSION = "1.2.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
