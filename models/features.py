@@ -181,7 +181,10 @@ def harmonic_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, freqs: np.ndarr
     design *= w
     normal = design @ design.transpose(0, 2, 1) + 1e-9 * np.eye(7)
     rhs = design @ fw
-    coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    try:
+        coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    except np.linalg.LinAlgError:  # fewer distinct epochs than coefficients: the least-norm fit
+        coef = (np.linalg.pinv(normal) @ rhs[..., None])[..., 0]
     total = float(fw @ fw)
     return HarmonicFit(freqs, total - np.einsum("mp,mp->m", rhs, coef),
                        total - float(w @ fw) ** 2 / float(w @ w), coef)
@@ -396,6 +399,12 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
 
     The Rust extractors run once over the whole batch (`many`), in parallel when n_jobs > 1.
     """
+    # Undefined features (0/0, log of 0, overflow) are NaN by design: no warning per alert in the logs.
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _extract(curves, n_jobs)
+
+
+def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     n = len(curves)
     out = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
     if n == 0:
@@ -449,4 +458,5 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
                 float(len(np.unique(curve.band)))]
         out[i, col:] = row
+    out[np.isinf(out)] = np.nan  # overflow (a ratio beyond float32) is as undefined as 0/0
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.features import FEATURE_NAMES, PERIOD_GRID, SIDEREAL_DAY_FREQ, extract
 from streaming.lightcurve import LightCurve
@@ -161,3 +163,23 @@ def test_early_rise_rates_and_colours():
     assert x[names.index("colour_gr_latest")] == pytest.approx(mag_g[-1] - mag_r[-1], abs=1e-6)
     assert x[names.index("colour_gr_per_day")] == pytest.approx(-0.1, abs=1e-6)  # getting bluer
     assert np.isnan(x[names.index("rise_rate_i")]) and np.isnan(x[names.index("colour_ri_latest")])
+
+
+@st.composite
+def odd_curves(draw) -> LightCurve:
+    """Whatever an alert may carry: repeated times, one band, all-negative or constant fluxes."""
+    n = draw(st.integers(0, 40))
+    t = 60000 + np.sort(np.array(draw(st.lists(st.sampled_from([0.0, 0.02, 1.0, 1.5, 3.0, 30.0, 200.0]),
+                                                min_size=n, max_size=n))))
+    flux = np.array(draw(st.lists(st.floats(-1e5, 1e5, allow_nan=False), min_size=n, max_size=n)))
+    err = np.array(draw(st.lists(st.floats(1e-3, 1e4), min_size=n, max_size=n)))
+    band = draw(st.lists(st.sampled_from("ugrizy"), min_size=n, max_size=n))
+    return LightCurve.from_arrays(t, flux, err, np.array(band, dtype=str))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(odd_curves(), min_size=1, max_size=4))
+def test_any_light_curve_gives_finite_or_nan_features_never_an_error(curves):
+    X = extract(curves)
+    assert X.shape == (len(curves), len(FEATURE_NAMES))
+    assert not np.isinf(X).any()
