@@ -195,6 +195,13 @@ def test_cone_query_and_csv(client):
     r = client.get("/v1/classifications", params={"ra": row["ra"], "dec": row["dec"], "radius": 1})
     assert {x["diaSourceId"] for x in r.json()["items"]} == {row["diaSourceId"]}
     assert client.get("/v1/classifications", params={"ra": 1}).status_code == 422
+    # a misspelt filter is refused, not ignored (which would return every row)
+    r = client.get("/v1/classifications", params={"class_id": 2323})
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["reason"] == "validation_error"
+    assert "class_id" in err["message"] and "classId" in err["message"]
+    assert client.post("/v1/classify?stor=true", content=b"{}",
+                       headers={"content-type": "application/json"}).status_code == 422
     text = client.get("/v1/classifications", params={"format": "csv", "limit": 5}).text
     table = list(csv.DictReader(io.StringIO(text)))
     assert len(table) == 5 and "top_probability" in table[0]

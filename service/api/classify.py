@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
 from models.errors import DecodeError, SchemaMismatch
-from service.api.deps import core, require_write_access
+from service.api.deps import core, reject_unknown_query_parameters, require_write_access
 from streaming.decode import Alert, Decoder, SchemaVersion, shipped_versions
 from streaming.pipeline import classify_with_records
 
-router = APIRouter(prefix="/v1", tags=["classify"])
+router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(reject_unknown_query_parameters)])
 
 AVRO_TYPES = {"application/avro", "application/vnd.apache.avro+binary", "avro/binary"}
 RESULT_SCHEMA = {

@@ -24,3 +24,22 @@ def require_write_access(request: Request) -> None:
                             headers={"x-reason": "unauthenticated", "WWW-Authenticate": "ApiKey"})
     if not hmac.compare_digest(given, expected):
         raise HTTPException(403, "the X-API-Key is not valid for writes", headers={"x-reason": "forbidden"})
+
+
+def reject_unknown_query_parameters(request: Request) -> None:
+    """A misspelt parameter (class_id for classId) must not silently drop a filter and return
+    everything: 422 naming it and the parameters the endpoint takes."""
+    route = request.scope.get("route")
+    if route is None:
+        return
+    allowed: set[str] = set()
+    pending = [route.dependant]
+    while pending:  # the endpoint's own parameters and those of its dependencies
+        dependant = pending.pop()
+        allowed.update(param.alias for param in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise HTTPException(422, f"unknown query parameter {', '.join(unknown)}; this endpoint takes "
+                                 f"{', '.join(sorted(allowed)) or 'none'}",
+                            headers={"x-reason": "validation_error"})

@@ -7,14 +7,14 @@ import io
 from typing import Literal
 
 import orjson
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
-from service.api.deps import core
+from service.api.deps import core, reject_unknown_query_parameters
 from service.store import Cone
 from service.store import Query as StoreQuery
 
-router = APIRouter(prefix="/v1", tags=["queries"])
+router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(reject_unknown_query_parameters)])
 
 CSV_COLUMNS = ("id", "dia_source_id", "dia_object_id", "classifier", "version", "ra", "dec", "mjd",
                "top_class", "top_probability", "reason")
