@@ -45,8 +45,9 @@ def main() -> None:
             "prepare": rate(lambda c: [features._prepare(x) for x in c], cs, args.repeats),
             "periodogram": rate(lambda s: features._PERIOD.many(s, fill_value=np.nan, sorted=True,
                                                                 check=False, n_jobs=1), std, args.repeats),
-            "alias choice": rate(lambda s, peaks=peaks: [features.best_period(t, f, e, peaks[i, 0::2])
-                                            for i, (t, f, e) in enumerate(s)], std, args.repeats),
+            "period candidates": rate(lambda s, peaks=peaks: [
+                features.period_candidates(t, f, e, peaks[i, 0::2]) for i, (t, f, e) in enumerate(s)],
+                std, args.repeats),
             "shape": rate(lambda s: features._SHAPE.many(s, fill_value=np.nan, sorted=True, check=False,
                                                          n_jobs=1), std, args.repeats),
         }
