@@ -139,7 +139,7 @@ ALIAS_ORDERS = np.arange(-2, 3)
 MAX_POINTS_ALIAS = 200  # the alias choice needs the shape, not every point: bounds the cost
 # Periods where RR Lyrae pulsate (RRc ~0.2 d to long RRab ~1 d). With a year of noisy photometry the
 # best-fitting candidate is often an alias, while the true period is still among the candidates
-# (EROS-1 RR Lyrae: 86% among 8 peaks); the best fit inside this range and how much worse it is than
+# (EROS-1 RR Lyrae: 82% among 8 peaks); the best fit inside this range and how much worse it is than
 # the best overall tell a classifier what the winner alone hides.
 RRL_PERIOD_RANGE_D = (0.2, 1.0)
 
@@ -207,12 +207,6 @@ def period_candidates(t: np.ndarray, f: np.ndarray, err: np.ndarray,
         t, f, err = t[keep], f[keep], err[keep]
     fits = harmonic_fits(t, f, err, cands)
     return fits if fits.chi2_const > 0 else None
-
-
-def best_period(t: np.ndarray, f: np.ndarray, err: np.ndarray, peak_periods: Sequence[float]) -> float:
-    """The candidate period (see `period_candidates`) whose 3-harmonic fit is best; NaN if none."""
-    fits = period_candidates(t, f, err, peak_periods)
-    return float(1 / fits.freqs[np.argmin(fits.chi2)]) if fits is not None else np.nan
 
 
 def _period_shape(fits: HarmonicFit | None, top_period: float) -> list[float]:
@@ -283,16 +277,26 @@ def _colours(p: _Prepared) -> list[float]:
 LATE_WINDOW_D = (10.0, 40.0)  # days after the peak: where Ia and core-collapse curves part ways
 
 
-def _evolution(p: _Prepared) -> list[float]:
+def _split_bands(p: _Prepared) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """(t, flux) of every band with points, in time order, from one stable sort."""
+    order = np.argsort(p.band, kind="stable")
+    starts = np.cumsum(p.counts) - p.counts
+    out = {}
+    for b in np.flatnonzero(p.counts):
+        idx = order[starts[b]:starts[b] + p.counts[b]]
+        out[int(b)] = (p.t[idx], p.flux[idx])
+    return out
+
+
+def _evolution(p: _Prepared, bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
     """How fast each of g, r, i declines after its own peak (log10 of peak over the mean flux 10-40
     days later) and the colour over the same window after the overall peak: ratios, scale-free."""
     out = []
     lo, hi = LATE_WINDOW_D
     for b in EVOLUTION_BANDS:
-        m = p.band == b
         value = np.nan
-        if m.sum() >= 2 and np.max(p.flux[m]) > 0:
-            t_b, f_b = p.t[m], p.flux[m]
+        if b in bands and len(bands[b][0]) >= 2 and np.max(bands[b][1]) > 0:
+            t_b, f_b = bands[b]
             i = int(np.argmax(f_b))
             late = (t_b > t_b[i] + lo) & (t_b < t_b[i] + hi)
             if late.any():
@@ -301,13 +305,12 @@ def _evolution(p: _Prepared) -> list[float]:
     late_flux = np.full(len(BANDS), np.nan)
     if len(p.flux) and np.max(p.flux) > 0:
         t_peak = p.t[np.argmax(p.flux)]
-        late = (p.t > t_peak + lo) & (p.t < t_peak + hi)
-        for b in (1, 2, 3):
-            sel = late & (p.band == b)
-            if sel.any():
-                late_flux[b] = np.mean(p.flux[sel])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cols = [-2.5 * np.log10(late_flux[1] / late_flux[2]), -2.5 * np.log10(late_flux[2] / late_flux[3])]
+        for b in set((1, 2, 3)) & set(bands):
+            t_b, f_b = bands[b]
+            late = (t_b > t_peak + lo) & (t_b < t_peak + hi)
+            if late.any():
+                late_flux[b] = np.mean(f_b[late])
+    cols = [-2.5 * np.log10(late_flux[1] / late_flux[2]), -2.5 * np.log10(late_flux[2] / late_flux[3])]
     return out + [float(c) if np.isfinite(c) else np.nan for c in cols]
 
 
@@ -318,17 +321,6 @@ def _at(t: np.ndarray, f: np.ndarray, when: float) -> float:
 
 def _mag_ratio(a: float, b: float) -> float:
     return float(-2.5 * np.log10(a / b)) if a > 0 and b > 0 else np.nan  # NaN compares False
-
-
-def _split_bands(p: _Prepared) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """(t, flux) of every band with points, in time order, from one stable sort."""
-    order = np.argsort(p.band, kind="stable")
-    starts = np.cumsum(p.counts) - p.counts
-    out = {}
-    for b in np.flatnonzero(p.counts):
-        idx = order[starts[b]:starts[b] + p.counts[b]]
-        out[int(b)] = (p.t[idx], p.flux[idx])
-    return out
 
 
 def _phases(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
@@ -344,12 +336,11 @@ def _phases(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
     def flux_at(b: int, days: float) -> float:
         return _at(*per_band[b], t_peak + days) if b in per_band else np.nan
 
-    declines = {}
-    for b in PHASE_BANDS:
-        t_b, f_b = per_band.get(b, (np.empty(0), np.empty(0)))
-        peak_b = np.argmax(f_b) if len(f_b) else 0
-        declines[b] = [_mag_ratio(_at(t_b, f_b, t_b[peak_b] + d), f_b[peak_b]) if len(f_b) else np.nan
-                       for d in (15.0, 30.0)]
+    declines = {b: [np.nan, np.nan] for b in PHASE_BANDS}
+    for b in set(PHASE_BANDS) & set(per_band):
+        t_b, f_b = per_band[b]
+        peak_b = np.argmax(f_b)
+        declines[b] = [_mag_ratio(_at(t_b, f_b, t_b[peak_b] + d), f_b[peak_b]) for d in (15.0, 30.0)]
     return ([declines[b][0] for b in PHASE_BANDS] + [declines[b][1] for b in PHASE_BANDS]
             + [_mag_ratio(flux_at(a, d), flux_at(b, d)) for a, b, d in PHASE_COLOURS]
             + [_mag_ratio(flux_at(b, 30.0), flux_at(b, 15.0)) for b in (3, 2)])
@@ -374,9 +365,9 @@ def _rise_rate(t: np.ndarray, f: np.ndarray) -> float:
 def _colour_pairs(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """[time, colour a-b] for each point of band a with one of band b within PAIR_TOLERANCE_D."""
     (ta, fa), (tb, fb) = a, b
-    j = np.clip(np.searchsorted(tb, ta), 1, len(tb) - 1) if len(tb) > 1 else np.zeros(len(ta), np.int64)
-    if len(tb) > 1:
-        j -= np.abs(tb[j - 1] - ta) < np.abs(tb[j] - ta)  # the nearer neighbour
+    after = np.clip(np.searchsorted(tb, ta), 0, len(tb) - 1)
+    before = np.maximum(after - 1, 0)
+    j = np.where(np.abs(tb[before] - ta) < np.abs(tb[after] - ta), before, after)  # the nearer one
     ok = (np.abs(tb[j] - ta) <= PAIR_TOLERANCE_D) & (fa > 0) & (fb[j] > 0)
     return np.column_stack([(ta[ok] + tb[j][ok]) / 2, -2.5 * np.log10(fa[ok] / fb[j][ok])])
 
@@ -451,8 +442,8 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         row += _period_shape(period_candidates(t, f, e, periods[i, 0::2]), p0)
         row += _transient(curve, bazin[i])
         row += _colours(prepared[i])
-        row += _evolution(prepared[i])
         bands = _split_bands(prepared[i])
+        row += _evolution(prepared[i], bands)
         row += _phases(bands)
         row += _early(bands)
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,

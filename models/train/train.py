@@ -50,7 +50,9 @@ def progress(msg: str) -> None:
 @dataclass
 class Views:
     curves: list[datasets.Curve]
-    kind: np.ndarray  # "latest" (alert at the last detection), "window" (a random one) or "early"
+    # "latest" (the alert at the last detection), "window" (at a random one), "early" (3rd, 5th, 8th
+    # detection) or, in training only, "bands" (a view cut to two of its bands)
+    kind: np.ndarray
     X: np.ndarray | None = None
 
     @property
@@ -312,11 +314,11 @@ def _extract_with_progress(curves: list, chunk: int = 2000) -> np.ndarray:
 
 def _training_description(sets: dict, views: Views) -> dict:
     uniq, counts = np.unique(views.source, return_counts=True)
+    kinds, kind_counts = np.unique(views.kind, return_counts=True)
     return {"objects": {k: len(v) for k, v in sets.items()},
             "train_views_by_source": dict(zip(uniq.tolist(), counts.tolist(), strict=True)),
             "split": f"by object, {HOLDOUT_FRACTION:.0%} held out per survey",
             "views": f"latest {HISTORY_WINDOW_D:.0f} d, a random {HISTORY_WINDOW_D:.0f} d window, "
                      f"first {EARLY_POINTS} detections; {BAND_SUBSET_FRACTION:.0%} of views with 3+ "
                      f"bands also in 2 random ones",
-            "views_by_kind": dict(zip(*(x.tolist() for x in np.unique(views.kind, return_counts=True)),
-                                      strict=True))}
+            "views_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist(), strict=True))}
