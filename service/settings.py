@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     output_format: str = Field("avro", pattern="^(avro|json)$",
                                description="Output topic encoding: brokerClassification Avro or JSON.")
 
+    keep_history: bool = Field(True, description="Keep every detection per object and classify alerts on "
+                                                 "their whole history, not only the 12 months an alert "
+                                                 "carries (RR Lyrae need years).")
+
     # Store: empty means SQLite in data_dir; postgresql://... for PostgreSQL.
     store_dsn: str | None = Field(None, description="PostgreSQL DSN, or a SQLite file path. "
                                                     "Unset: <data_dir>/classifications.sqlite3.")

@@ -3,7 +3,9 @@
 Rows are upserted on (diaSourceId, classifier, version), so a replayed alert never duplicates.
 Positions are also kept as unit vectors so a cone search is exact arithmetic in SQL (no trig
 functions needed, correct across RA 0/360 and at the poles) after an indexed declination cut.
-Schema creation and upgrades are automatic and versioned (`schema_version` table).
+It also keeps every detection of each object (`sources`), so light curves grow past the 12 months
+an alert carries (`recall`). Schema creation and upgrades are automatic and versioned
+(`schema_version` table).
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.errors import StoreError
-from streaming.pipeline import ClassificationRecord
+from streaming.lightcurve import LightCurve
+from streaming.pipeline import ClassificationRecord, Detection
 
 # Each migration is a list of statements; `{id}` is the auto-increment key of the dialect.
 MIGRATIONS: list[list[str]] = [
@@ -66,7 +71,24 @@ MIGRATIONS: list[list[str]] = [
         "classification_id)",
         "DROP INDEX IF EXISTS ix_prob_class",
     ],
+    [
+        # every detection of each object: light curves beyond an alert's 12 months
+        """CREATE TABLE IF NOT EXISTS sources (
+            dia_source_id BIGINT PRIMARY KEY,
+            dia_object_id BIGINT NOT NULL,
+            mjd DOUBLE PRECISION NOT NULL,
+            band SMALLINT NOT NULL,
+            flux DOUBLE PRECISION NOT NULL,
+            flux_err DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS ix_sources_object ON sources (dia_object_id, mjd)",
+    ],
 ]
+
+# A detection never changes once measured: a replayed alert's points are already there.
+INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
+    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_source_id) DO NOTHING"""
+RECALL_CHUNK = 500  # object ids per IN (...) list
 
 UPSERT = """INSERT INTO classifications (dia_source_id, classifier, version, dia_object_id, alert_id,
     ra, dec, cx, cy, cz, mjd, top_class, top_probability, classifications, reason, topic,
@@ -196,11 +218,12 @@ class Store:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def upsert(self, records: Sequence[ClassificationRecord]) -> None:
-        """All records in one transaction; idempotent on (diaSourceId, classifier, version)."""
-        if not records:
+    def upsert(self, records: Sequence[ClassificationRecord], detections: Sequence[Detection] = ()) -> None:
+        """All records and new detections (for the history) in one transaction; idempotent on
+        (diaSourceId, classifier, version) and on the detections' diaSourceId."""
+        if not records and not detections:
             return
-        rows, probs = [], []
+        rows = []
         for r in records:
             top = max(r.classifications, key=lambda c: c["probability"])
             rows.append((r.dia_source_id, r.classifier, r.version, r.dia_object_id, r.alert_id,
@@ -209,12 +232,15 @@ class Store:
                          r.partition, r.offset, r.alert_timestamp_ms, r.ingest_timestamp_ms))
         with self._lock, self._connection() as conn:
             cur = conn.cursor()
+            if detections:
+                cur.executemany(self._sql(INSERT_SOURCE), detections)
+            if not records:
+                return
             cur.executemany(self._sql(UPSERT), rows)
             keys = [(r.dia_source_id, r.classifier, r.version) for r in records]
             ids = self._ids(cur, keys)
-            for r, key in zip(records, keys, strict=True):
-                for c in r.classifications:
-                    probs.append((ids[key], c["classId"], c["probability"]))
+            probs = [(ids[key], c["classId"], c["probability"])
+                     for r, key in zip(records, keys, strict=True) for c in r.classifications]
             cur.executemany(self._sql(UPSERT_PROBABILITY), probs)
 
     def _ids(self, cur, keys: list[tuple]) -> dict[tuple, int]:
@@ -230,6 +256,38 @@ class Store:
         return out
 
     # --- reads --------------------------------------------------------------------------------
+
+    def recall(self, dia_object_ids: Sequence[int]) -> dict[int, LightCurve]:
+        """The kept detections of these objects, as light curves sorted by time (the pipeline's
+        `History`): one indexed read per 500 objects."""
+        rows: list[tuple] = []
+        ids = list(dia_object_ids)
+        with self._connection() as conn:
+            cur = conn.cursor()
+            for start in range(0, len(ids), RECALL_CHUNK):
+                chunk = ids[start:start + RECALL_CHUNK]
+                cur.execute(self._sql(f"SELECT dia_object_id, dia_source_id, mjd, band, flux, flux_err "
+                                      f"FROM sources WHERE dia_object_id IN ({','.join('?' * len(chunk))}) "
+                                      "ORDER BY dia_object_id, mjd"), chunk)
+                rows += cur.fetchall()
+        if not rows:
+            return {}
+        objects = np.array([r[0] for r in rows], dtype=np.int64)
+        source_ids = np.array([r[1] for r in rows], dtype=np.int64)
+        values = np.array([r[2:] for r in rows], dtype=np.float64)  # mjd, band, flux, flux_err
+        starts = np.flatnonzero(np.r_[True, objects[1:] != objects[:-1]])
+        out = {}
+        for lo, hi in zip(starts, np.r_[starts[1:], len(rows)], strict=True):
+            v = values[lo:hi]
+            out[int(objects[lo])] = LightCurve(v[:, 0], v[:, 2], v[:, 3], v[:, 1].astype(np.int8),
+                                               n_input=hi - lo, source_id=source_ids[lo:hi])
+        return out
+
+    def count_sources(self) -> int:
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT COUNT(*) FROM sources")
+            return int(cur.fetchone()[0])
 
     def _matches_fewer_than(self, cap: int, class_id: int, floor: float, after_id: int) -> bool:
         """Counts matching probabilities through their index, stopping at `cap`."""

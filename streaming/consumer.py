@@ -1,6 +1,7 @@
 """The streaming worker: a consumer-group member that classifies alerts in batches.
 
-Loop: consume a batch -> process_batch (decode, light curves, features, models) -> store upsert
+Loop: consume a batch -> process_batch (decode, light curves + the store's earlier detections,
+features, models) -> store upsert (results and new detections)
 -> produce results and dead letters and wait for their acknowledgement -> store the offsets.
 Offsets are stored and committed only after the sinks succeeded (at-least-once); `close()`
 commits the last ones. Transient sink failures are retried with backoff and
@@ -24,16 +25,18 @@ from models.errors import AlertClassifierError
 from models.registry import Registry
 from streaming.decode import Decoder
 from streaming.kafka import consumer_config
-from streaming.pipeline import BatchOutcome, ClassificationRecord, Message, process_batch
+from streaming.pipeline import BatchOutcome, ClassificationRecord, Detection, History, Message, process_batch
 from streaming.publish import Publisher
 
 log = logging.getLogger("alert_classifier.worker")
 
 
-class ResultStore(Protocol):
-    """The sink `service` implements: idempotent upsert keyed by (diaSourceId, classifier, version)."""
+class ResultStore(History, Protocol):
+    """The sink `service` implements: idempotent upsert keyed by (diaSourceId, classifier, version),
+    which also keeps new detections, and the light-curve history it recalls."""
 
-    def upsert(self, records: Sequence[ClassificationRecord]) -> None: ...
+    def upsert(self, records: Sequence[ClassificationRecord],
+               detections: Sequence[Detection] = ()) -> None: ...
 
 
 @dataclass
@@ -51,6 +54,8 @@ class WorkerConfig:
     max_backoff_s: float = 10.0
     # Bounds the prefetch queue whatever the backlog (memory stays flat).
     queued_max_kbytes: int = 65536
+    # Extend each alert's light curve with the store's earlier detections of the object.
+    keep_history: bool = True
 
 
 @dataclass
@@ -144,8 +149,14 @@ class Worker:
 
     # --- one batch ----------------------------------------------------------------------------
 
-    def handle(self, messages: list[Message], raw: Sequence) -> BatchOutcome:
-        outcome = process_batch(messages, self.decoder, self.registry)
+    def handle(self, messages: list[Message], raw: Sequence) -> BatchOutcome | None:
+        history = self.store if self.config.keep_history else None
+        outcomes: list[BatchOutcome] = []
+        # the history read can meet a transient store failure: retried like the writes
+        if not self._retry(lambda: outcomes.append(
+                process_batch(messages, self.decoder, self.registry, history=history))):
+            return None  # stopping mid-retry: offsets not stored, the batch is redone later
+        outcome = outcomes[-1]
         t0 = time.perf_counter()
         if not self._retry(lambda: self._write(outcome)):
             return outcome  # stopping mid-retry: offsets not stored, the batch is redone later
@@ -178,7 +189,7 @@ class Worker:
         return out
 
     def _write(self, outcome: BatchOutcome) -> None:
-        self.store.upsert(outcome.records)
+        self.store.upsert(outcome.records, outcome.detections)
         self.publisher.publish(outcome.records, outcome.dead_letters)
         self.publisher.flush()
 

@@ -2,7 +2,8 @@
 
 Built from `diaSource` + `prvDiaSources` (+ `prvDiaForcedSources` on request), deduplicated by
 source id, sorted by time. Points whose flux, error, time or band is null/NaN/unknown are dropped
-and counted, never silently zero-filled.
+and counted, never silently zero-filled. An alert carries 12 months of history; `with_history`
+adds the older detections a store kept from the object's earlier alerts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class LightCurve:
     n_input: int = 0
     n_dropped: int = 0
     n_duplicates: int = 0
+    #: diaSourceId of each point; -1 for forced photometry and curves not built from alerts
+    source_id: np.ndarray | None = None
+    n_stored: int = 0  # points that came from the store's history, not the alert
 
     def __len__(self) -> int:
         return len(self.t)
@@ -59,6 +63,7 @@ def light_curve(alert: Alert, *, forced: bool = False) -> LightCurve:
     record = alert.record
     sources = [record["diaSource"], *(record.get("prvDiaSources") or [])]
     rows: list[tuple[float, float, float, int]] = []
+    ids: list[int] = []
     seen: set[int] = set()
     n_input = len(sources)
     dropped = duplicates = 0
@@ -71,6 +76,7 @@ def light_curve(alert: Alert, *, forced: bool = False) -> LightCurve:
         t, f, e, b = src[names.time], src.get(names.flux), src.get(names.flux_err), src.get(names.band)
         if _usable(t) and _usable(f) and _usable(e) and b in BAND_INDEX:
             rows.append((t, f, e, BAND_INDEX[b]))
+            ids.append(sid)
         else:
             dropped += 1
     if forced:
@@ -89,17 +95,52 @@ def light_curve(alert: Alert, *, forced: bool = False) -> LightCurve:
             seen_forced.add(fid)
             if _usable(t) and _usable(f) and _usable(e) and b in BAND_INDEX:
                 rows.append((t, f, e, BAND_INDEX[b]))
+                ids.append(-1)
                 epochs.add(key)
             else:
                 dropped += 1
     if rows:
         arr = np.array(rows, dtype=np.float64)
-        arr = arr[np.argsort(arr[:, 0], kind="stable")]
+        order = np.argsort(arr[:, 0], kind="stable")
+        arr = arr[order]
         t, flux, err, band = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(np.int8)
+        source_id = np.array(ids, dtype=np.int64)[order]  # apart: float64 would round 64-bit ids
     else:
         t = flux = err = np.empty(0)
         band = np.empty(0, np.int8)
-    return LightCurve(t, flux, err, band, n_input=n_input, n_dropped=dropped, n_duplicates=duplicates)
+        source_id = np.empty(0, np.int64)
+    return LightCurve(t, flux, err, band, n_input=n_input, n_dropped=dropped, n_duplicates=duplicates,
+                      source_id=source_id)
+
+
+def with_history(curve: LightCurve, stored: LightCurve | None, until_mjd: float) -> LightCurve:
+    """The alert's curve plus the stored detections it lacks (by source id), up to the alert's own
+    time: a replayed old alert never sees its future."""
+    if stored is None or not len(stored) or curve.source_id is None:
+        return curve
+    add = (stored.t <= until_mjd) & ~np.isin(stored.source_id, curve.source_id)
+    if not add.any():
+        return curve
+    t = np.concatenate([stored.t[add], curve.t])
+    order = np.argsort(t, kind="stable")
+
+    def merged(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.concatenate([a[add], b])[order]
+
+    return LightCurve(t[order], merged(stored.flux, curve.flux), merged(stored.flux_err, curve.flux_err),
+                      merged(stored.band, curve.band), n_input=curve.n_input, n_dropped=curve.n_dropped,
+                      n_duplicates=curve.n_duplicates,
+                      source_id=merged(stored.source_id, curve.source_id), n_stored=int(add.sum()))
+
+
+def unstored(curve: LightCurve, stored: LightCurve | None) -> np.ndarray:
+    """Indices of the curve's detections the store does not hold yet (forced points are not kept)."""
+    if curve.source_id is None:
+        return np.empty(0, np.int64)
+    new = curve.source_id >= 0
+    if stored is not None and len(stored):
+        new &= ~np.isin(curve.source_id, stored.source_id)
+    return np.flatnonzero(new)
 
 
 def light_curves(alerts: Iterable[Alert], *, forced: bool = False) -> list[LightCurve]:

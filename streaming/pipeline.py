@@ -1,8 +1,9 @@
 """The batch pipeline: raw messages -> decode -> light curves -> features -> every model -> records.
 
-Pure apart from the registry's ONNX sessions. The CLI, the HTTP API and the stream all call
-`classify_alerts`, so they return the same objects; the stream calls `process_batch`, which also
-sorts every message into exactly one outcome: classified, declined, or dead-lettered.
+Pure apart from the registry's ONNX sessions and an optional light-curve history (the store's
+earlier detections of each object). The CLI, the HTTP API and the stream all call `classify_alerts`
+(or `classify_with_records`), so they return the same objects; the stream calls `process_batch`,
+which also sorts every message into exactly one outcome: classified, declined, or dead-lettered.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -17,23 +19,63 @@ from models import features
 from models.errors import AlertClassifierError, DecodeError
 from models.registry import Registry, Result
 from streaming.decode import Alert, Decoder
-from streaming.lightcurve import light_curves
+from streaming.lightcurve import LightCurve, light_curves, unstored, with_history
 
 
-def classify_alerts(alerts: Sequence[Alert], registry: Registry, *, forced: bool = False) -> list[dict]:
+class Detection(NamedTuple):
+    """One detection the light-curve history keeps (a store row)."""
+
+    dia_source_id: int
+    dia_object_id: int
+    mjd: float
+    band: int
+    flux: float
+    flux_err: float
+
+
+class History(Protocol):
+    """Earlier detections per object, beyond the 12 months an alert carries (`service` implements it)."""
+
+    def recall(self, dia_object_ids: Sequence[int]) -> dict[int, LightCurve]: ...
+
+
+def curves_with_history(alerts: Sequence[Alert], history: History | None, *, forced: bool = False
+                        ) -> tuple[list[LightCurve], list[Detection]]:
+    """Each alert's light curve, extended by the history's earlier detections of its object (one
+    read for the batch), and the alerts' detections the history does not hold yet."""
+    curves = light_curves(alerts, forced=forced)
+    if history is None:
+        return curves, []
+    stored = history.recall(sorted({a.dia_object_id for a in alerts if a.dia_object_id is not None}))
+    out, new = [], []
+    for alert, curve in zip(alerts, curves, strict=True):
+        if alert.dia_object_id is None:
+            out.append(curve)
+            continue
+        past = stored.get(alert.dia_object_id)
+        new += [Detection(int(curve.source_id[i]), alert.dia_object_id, float(curve.t[i]), int(curve.band[i]),
+                          float(curve.flux[i]), float(curve.flux_err[i])) for i in unstored(curve, past)]
+        out.append(with_history(curve, past, alert.mjd))
+    return out, new
+
+
+def classify_alerts(alerts: Sequence[Alert], registry: Registry, *, forced: bool = False,
+                    history: History | None = None) -> list[dict]:
     """One result object per alert, in order:
     {"diaSourceId", "diaObjectId", "results": [{"classifier", "version", "classifications", "reason"}]}."""
-    per_alert = registry.classify(light_curves(alerts, forced=forced))
+    per_alert = registry.classify(curves_with_history(alerts, history, forced=forced)[0])
     return [result_object(a, results) for a, results in zip(alerts, per_alert, strict=True)]
 
 
-def classify_with_records(alerts: Sequence[Alert], registry: Registry
-                          ) -> tuple[list[dict], list[ClassificationRecord]]:
-    """classify_alerts plus the store rows of the same results (HTTP `store=true`)."""
-    per_alert = registry.classify(light_curves(alerts))
+def classify_with_records(alerts: Sequence[Alert], registry: Registry, history: History | None = None
+                          ) -> tuple[list[dict], list[ClassificationRecord], list[Detection]]:
+    """classify_alerts plus the store rows of the same results and the detections to remember
+    (HTTP `store=true`)."""
+    curves, detections = curves_with_history(alerts, history)
+    per_alert = registry.classify(curves)
     objects = [result_object(a, rs) for a, rs in zip(alerts, per_alert, strict=True)]
     records = [rec for a, rs in zip(alerts, per_alert, strict=True) for rec in records_for(a, rs)]
-    return objects, records
+    return objects, records, detections
 
 
 def result_object(alert: Alert, results: Sequence[Result]) -> dict:
@@ -84,6 +126,7 @@ class DeadLetter:
 @dataclass
 class BatchOutcome:
     records: list[ClassificationRecord] = field(default_factory=list)
+    detections: list[Detection] = field(default_factory=list)  # new to the history: the store keeps them
     classified: list[Message] = field(default_factory=list)  # at least one classifier judged it
     declined: list[tuple[Message, str]] = field(default_factory=list)  # every classifier declined
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -95,7 +138,7 @@ class BatchOutcome:
 
 
 def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Registry,
-                  *, forced: bool = False) -> BatchOutcome:
+                  *, forced: bool = False, history: History | None = None) -> BatchOutcome:
     out = BatchOutcome()
     t0 = time.perf_counter()
     decoded = decoder.decode_batch([m.value for m in messages], lean=True)
@@ -107,7 +150,7 @@ def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Regis
         else:
             alerts.append(item)
             alert_msgs.append(msg)
-    curves = light_curves(alerts, forced=forced)
+    curves, out.detections = curves_with_history(alerts, history, forced=forced)
     t2 = time.perf_counter()
     try:
         X = features.extract(curves)

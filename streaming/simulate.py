@@ -216,6 +216,15 @@ def simulate_alerts(n: int, *, history: int = 30, seed: int = 0, version: Schema
 HISTORY_WINDOW_D = 365.0  # Rubin's prvDiaSources reach back 12 months
 
 
+def alert_at(obj: SimulatedObject, index: int, *, version: SchemaVersion | None = None,
+             cutout_bytes: int = 0) -> dict:
+    """The alert of the object's detection `index`, carrying the year of detections before it
+    (older ones are only in a store that kept the object's earlier alerts)."""
+    first = int(np.searchsorted(obj.t, obj.t[index] - HISTORY_WINDOW_D))
+    return alert_record(_window(obj, first, index + 1), index - first, version=version,
+                        cutout_bytes=cutout_bytes, first_source_id=_source_base(obj) + first)
+
+
 class NightSimulator:
     """A stream of alerts from a pool of objects, each alert the next detection of its object with
     the previous year of detections as history, so history lengths vary as in a real survey.
@@ -244,9 +253,7 @@ class NightSimulator:
         for _ in range(n):
             slot = int(self.rng.integers(len(self.pool)))
             obj, index = self.pool[slot]
-            first = int(np.searchsorted(obj.t, obj.t[index] - HISTORY_WINDOW_D))
-            yield alert_record(_window(obj, first, index + 1), index - first, version=self.version,
-                               cutout_bytes=self.cutout_bytes, first_source_id=_source_base(obj) + first)
+            yield alert_at(obj, index, version=self.version, cutout_bytes=self.cutout_bytes)
             self.pool[slot][1] += 1
             if self.pool[slot][1] >= len(obj.t):
                 self.pool[slot] = self._fresh()

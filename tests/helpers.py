@@ -47,3 +47,16 @@ def serve(env_extra: dict, data_dir) -> tuple:
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"the API did not start: {proc.stderr.read().decode()[-2000:]}")
+
+
+def long_lived_object(n: int = 90, dia_object_id: int = 4242):
+    """A pulsating object detected n times over 2.5 years: each alert carries only its last year."""
+    import numpy as np
+
+    from streaming.simulate import SimulatedObject
+
+    rng = np.random.default_rng(11)
+    t = np.sort(rng.uniform(60000.0, 60900.0, n))
+    band = rng.choice(["g", "r", "i"], n)
+    flux = (3000 * np.sin(2 * np.pi * t / 0.57) + rng.normal(0, 50, n)).astype(np.float32)
+    return SimulatedObject("rrlyrae", dia_object_id, 10.0, -30.0, t, flux, np.full(n, 50.0, np.float32), band)

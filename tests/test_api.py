@@ -16,9 +16,10 @@ from models.registry import Registry
 from service.app import create_app
 from service.settings import Settings
 from streaming.decode import Decoder, latest_version, read_container, sample_paths, shipped_versions
+from streaming.lightcurve import LightCurve, light_curve
 from streaming.pipeline import classify_alerts
-from streaming.simulate import simulate_alerts
-from tests.helpers import serve
+from streaming.simulate import alert_at, simulate_alerts
+from tests.helpers import long_lived_object, serve
 
 VERSION = latest_version()
 
@@ -152,6 +153,23 @@ def test_store_needs_the_api_key(client):
     r = client.post("/v1/classify", content=packet, params={"store": "true"},
                     headers={"content-type": "application/avro", "x-api-key": "s3cret"})
     assert r.status_code == 200
+
+
+def test_classify_uses_the_detections_stored_before(client, registry):
+    obj = long_lived_object()
+    decoder = Decoder()
+    packets_ = [decoder.encode(alert_at(obj, i), VERSION) for i in range(len(obj.t))]
+    last = decoder.decode(packets_[-1])
+    on_all = registry.classify([LightCurve.from_arrays(obj.t, obj.flux, obj.flux_err, obj.band)])[0]
+    on_alone = registry.classify([light_curve(last)])[0]
+    assert avro(client, packets_[-1]).json()["results"] == [r.as_dict() for r in on_alone]
+    for packet in packets_[:-1]:  # the earlier alerts, kept
+        r = client.post("/v1/classify", content=packet, params={"store": "true"},
+                        headers={"content-type": "application/avro", "x-api-key": "s3cret"})
+        assert r.status_code == 200
+    # now the last alert is judged on every detection, not only the year it carries
+    assert avro(client, packets_[-1]).json()["results"] == [r.as_dict() for r in on_all]
+    assert on_all != on_alone
 
 
 # --- queries ------------------------------------------------------------------------------------

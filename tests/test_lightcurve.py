@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streaming.decode import Alert, Decoder, latest_version, shipped_versions
-from streaming.lightcurve import BANDS, light_curve, light_curves
+from streaming.lightcurve import BANDS, LightCurve, light_curve, light_curves, unstored, with_history
 from streaming.simulate import simulate_alerts
 from tests.helpers import same
 
@@ -62,6 +62,12 @@ def test_round_trip_and_light_curve_invariants(points):
     bad = sum(1 for p in first_seen.values()
               if p["flux"] is None or math.isnan(p["flux"]) or p["err"] is None or p["band"] is None)
     assert lc.n_dropped == bad
+    # each point keeps the id of the source it came from (the first seen with that id)
+    assert sorted(lc.source_id.tolist()) == sorted({p["id"] for p in first_seen.values()
+                                                    if not (p["flux"] is None or math.isnan(p["flux"])
+                                                            or p["err"] is None or p["band"] is None)})
+    for sid, t in zip(lc.source_id, lc.t, strict=True):
+        assert first_seen[int(sid)]["t"] == t
 
 
 def test_light_curve_values_follow_the_packet():
@@ -116,3 +122,39 @@ def test_lean_decode_gives_the_same_light_curve(version):
             a, b = light_curve(full, forced=forced), light_curve(lean, forced=forced)
             for name in ("t", "flux", "flux_err", "band"):
                 np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
+def _packet_curve(ids: list[int], times: list[float]) -> LightCurve:
+    decoder = Decoder()
+    points = [{"id": i, "t": t, "flux": 100.0 + i % 7, "err": 5.0, "band": "r"}
+              for i, t in zip(ids, times, strict=True)]
+    # the triggering source is the latest; the packet lists the rest as its history
+    points = points[-1:] + points[:-1]
+    return light_curve(decoder.decode(decoder.encode(make_record(points), LATEST)))
+
+
+def test_history_adds_older_detections_once_and_never_the_future():
+    big = 2**62 + 12345  # 64-bit ids survive (a float64 array would round them)
+    curve = _packet_curve([big + 3, big + 4, big + 5], [60400.0, 60410.0, 60420.0])
+    stored = LightCurve(np.array([59800.0, 60000.0, 60400.0, 60500.0]), np.array([1.0, 2.0, 3.0, 4.0]),
+                        np.full(4, 0.5), np.array([1, 2, 2, 3], np.int8),
+                        source_id=np.array([big + 1, big + 2, big + 3, big + 9], np.int64))
+    merged = with_history(curve, stored, until_mjd=60420.0)
+    # the two older detections join; the shared one (big + 3) is the alert's own; 60500 is later
+    assert merged.t.tolist() == [59800.0, 60000.0, 60400.0, 60410.0, 60420.0]
+    assert merged.source_id.tolist() == [big + 1, big + 2, big + 3, big + 4, big + 5]
+    assert merged.flux[:2].tolist() == [1.0, 2.0] and merged.flux[2] == curve.flux[0]
+    assert merged.band[:2].tolist() == [1, 2] and merged.n_stored == 2
+    # what the store lacks: the alert's detections it has not seen
+    assert curve.source_id[unstored(curve, stored)].tolist() == [big + 4, big + 5]
+    assert unstored(curve, None).tolist() == [0, 1, 2]
+    assert with_history(curve, None, 60420.0) is curve
+
+
+def test_forced_points_are_not_kept_in_the_history():
+    decoder = Decoder()
+    [record] = simulate_alerts(1, history=10, forced=True, seed=5)
+    record["prvDiaForcedSources"].append(dict(record["prvDiaForcedSources"][0], diaForcedSourceId=999,
+                                              midpointMjdTai=59000.0))
+    curve = light_curve(decoder.decode(decoder.encode(record, LATEST)), forced=True)
+    assert curve.source_id[0] == -1 and len(unstored(curve, None)) == len(curve) - 1

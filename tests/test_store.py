@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from service.store import Cone, Query, Store
-from streaming.pipeline import ClassificationRecord
+from streaming.pipeline import ClassificationRecord, Detection
 
 POSTGRES_DSN = os.environ.get("ALERT_CLASSIFIER_TEST_POSTGRES_DSN")
 
@@ -92,6 +92,28 @@ def test_object_history(store):
     store.upsert([record(1, mjd=60001, object_id=42), record(2, mjd=60003, object_id=42),
                   record(3, mjd=60002, object_id=43)])
     assert [r["dia_source_id"] for r in store.object_history(42)] == [1, 2]
+
+
+def test_detections_are_kept_once_and_recalled_per_object(store):
+    big = 2**62 + 7
+    store.upsert([record(1, object_id=42)], [Detection(big + 2, 42, 60010.0, 2, 150.5, 3.25),
+                                             Detection(big + 1, 42, 60000.0, 1, -20.0, 2.5),
+                                             Detection(big + 3, 43, 60005.0, 3, 7.0, 1.0)])
+    store.upsert([], [Detection(big + 1, 42, 60000.0, 1, -20.0, 2.5)])  # a replayed alert
+    assert store.count_sources() == 3
+    history = store.recall([42, 43, 44])
+    assert set(history) == {42, 43}  # no row: no history
+    lc = history[42]
+    assert lc.t.tolist() == [60000.0, 60010.0] and lc.source_id.tolist() == [big + 1, big + 2]
+    assert lc.flux.tolist() == [-20.0, 150.5] and lc.flux_err.tolist() == [2.5, 3.25]
+    assert lc.band.tolist() == [1, 2]
+    assert store.recall([]) == {}
+
+
+def test_recall_reads_many_objects_in_chunks(store):
+    store.upsert([], [Detection(1000 + i, i, 60000.0 + i, 2, float(i), 1.0) for i in range(1200)])
+    history = store.recall(list(range(1200)))
+    assert len(history) == 1200 and history[1100].flux.tolist() == [1100.0]
 
 
 def _angle_arcsec(ra1, dec1, ra2, dec2) -> float:

@@ -43,7 +43,13 @@ def test_split_is_by_object_and_deterministic(shared_data):
     assert not {c.object_id for c in a1} & {c.object_id for c in b1}
     views = make_views(b1, np.random.default_rng(0))
     assert {c.object_id for c in views.curves} <= {c.object_id for c in b1}
-    assert all(c.t[-1] - c.t[0] <= 365 for c in views.curves)
+    # alert views hold at most a year; history views every detection, of objects seen for longer
+    alerts = [c for c, k in zip(views.curves, views.kind, strict=True) if k != "history"]
+    assert all(c.t[-1] - c.t[0] <= 365 for c in alerts)
+    history = [c for c, k in zip(views.curves, views.kind, strict=True) if k == "history"]
+    whole = {c.object_id: c for c in b1}
+    assert history and all(c.t[-1] - c.t[0] > 365 for c in history)
+    assert all(len(c.t) == whole[c.object_id].detected.sum() for c in history)
 
 
 def test_colour_exercise_table(shared_data):

@@ -19,9 +19,11 @@ from service.store import Query, Store
 from streaming.consumer import Worker, WorkerConfig
 from streaming.decode import Decoder, latest_version
 from streaming.kafka import consumer_config, create_topics, produce_all
+from streaming.lightcurve import LightCurve, light_curve
 from streaming.pipeline import classify_alerts
 from streaming.publish import decode_classification
-from streaming.simulate import NightSimulator
+from streaming.simulate import NightSimulator, alert_at
+from tests.helpers import long_lived_object
 
 pytestmark = pytest.mark.kafka
 VERSION = latest_version()
@@ -119,9 +121,10 @@ def test_n_alerts_in_n_results_out_equal_to_classify(kafka_bootstrap, topics, re
     assert stats.total("classified") + stats.total("declined") == n and stats.total("dead_lettered") == 0
     assert store.count() == n * len(registry.models)
 
-    # the stream's results equal the offline `classify` path on the same packets (full decode)
+    # the stream's results equal the offline `classify` path on the same packets (full decode),
+    # with the same history of each object's detections
     decoder = Decoder()
-    expected = classify_alerts([decoder.decode(p) for p in packets], registry)
+    expected = classify_alerts([decoder.decode(p) for p in packets], registry, history=store)
     for obj in expected[::37]:
         rows = {r["classifier"]: r for r in store.source_rows(obj["diaSourceId"])}
         for result in obj["results"]:
@@ -133,6 +136,41 @@ def test_n_alerts_in_n_results_out_equal_to_classify(kafka_bootstrap, topics, re
     record = decode_classification(out[0].value())
     assert record["brokerName"] == "alert-classifier" and record["classifierName"] in registry.models
     assert abs(sum(c["probability"] for c in record["classifications"]) - 1) < 1e-4
+
+
+def test_the_store_extends_light_curves_beyond_the_alerts_year(kafka_bootstrap, topics, registry, tmp_path):
+    """An object seen for 2.5 years: its last alert carries one year of detections; the worker
+    classifies it on all of them, from the store's copies of the earlier alerts."""
+    obj = long_lived_object()
+    n = len(obj.t)
+    decoder = Decoder()
+    packets = [decoder.encode(alert_at(obj, i), VERSION) for i in range(n)]
+    produce_all(kafka_bootstrap, topics["topic"], packets, key=b"4242")  # one partition, in order
+    store = Store(tmp_path / "h.sqlite3")
+    # batches of 30: the last alerts find the first ones' detections stored
+    in_process_worker(kafka_bootstrap, topics, registry, store, batch=30).run(max_messages=n)
+
+    assert store.count_sources() == n
+    last = decoder.decode(packets[-1])
+    alone = light_curve(last)
+    assert len(alone) < n * 0.6, "the alert itself carries only its last year"
+    everything = LightCurve.from_arrays(obj.t, obj.flux, obj.flux_err, obj.band)
+    rows = {r["classifier"]: r for r in store.source_rows(last.dia_source_id)}
+    on_all, on_alone = registry.classify([everything])[0], registry.classify([alone])[0]
+    for result in on_all:
+        assert rows[result.classifier]["classifications"] == result.as_dict()["classifications"]
+    assert [r.as_dict() for r in on_all] != [r.as_dict() for r in on_alone], "the history changed nothing"
+
+    # without the history (keep_history off) the same alerts are judged on their year alone
+    plain = Store(tmp_path / "plain.sqlite3")
+    config = WorkerConfig(bootstrap=kafka_bootstrap, topic=topics["topic"], group=topics["group"] + "-plain",
+                          output_topic=topics["output_topic"], dead_letter_topic=topics["dead_letter_topic"],
+                          batch_size=30, keep_history=False)
+    Worker(config, registry, plain).run(max_messages=n)
+    rows = {r["classifier"]: r for r in plain.source_rows(last.dia_source_id)}
+    for result in on_alone:
+        assert rows[result.classifier]["classifications"] == result.as_dict()["classifications"]
+    assert plain.count_sources() == 0
 
 
 def test_malformed_packets_are_dead_lettered_and_the_worker_goes_on(kafka_bootstrap, topics, registry,

@@ -3,7 +3,8 @@
 Deterministic given the seed. Objects are split into train / held-out *by object* per survey before
 any augmentation, and nothing is tuned on the held-out split. Every curve is cut into the views an
 alert stream shows: up to one year of history (Rubin's prvDiaSources window) and early curves of the
-first few detections.
+first few detections; and, for objects seen over more than a year, their whole history of detections,
+which the service's light-curve store gives once it has kept the object's earlier alerts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from models.train.export import export_model
 #: 1.2.0: 8 periodogram peaks, the best RR Lyrae-range candidate, interpolated declines and colours
 #: at fixed days from the peak, early rise rates and colours; real surveys' detections = the changes
 #: Rubin would detect; training views also in two random bands
-MODEL_VERSION = "1.2.0"
+#: 1.3.0: also trained on whole histories (the store keeps every detection beyond an alert's year)
+MODEL_VERSION = "1.3.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -50,8 +52,9 @@ def progress(msg: str) -> None:
 @dataclass
 class Views:
     curves: list[datasets.Curve]
-    # "latest" (the alert at the last detection), "window" (at a random one), "early" (3rd, 5th, 8th
-    # detection) or, in training only, "bands" (a view cut to two of its bands)
+    # "latest" (the alert at the last detection, its year of history), "window" (at a random one),
+    # "early" (3rd, 5th, 8th detection), "history" (every detection: the alert at the last one with
+    # the store's earlier points) or, in training only, "bands" (a view cut to two of its bands)
     kind: np.ndarray
     X: np.ndarray | None = None
 
@@ -80,8 +83,8 @@ def make_views(curves: list[datasets.Curve], rng: np.random.Generator, *, forced
     With `band_subsets` (training), some views also come in two of their bands ("bands")."""
     out, kind = [], []
 
-    def view(c: datasets.Curve, end: float, view_kind: str) -> None:
-        mask = (c.t <= end) & (c.t > end - HISTORY_WINDOW_D)
+    def view(c: datasets.Curve, end: float, view_kind: str, span_d: float = HISTORY_WINDOW_D) -> None:
+        mask = (c.t <= end) & (c.t > end - span_d)
         if not forced:
             mask &= c.detected
         if not mask.any():
@@ -100,6 +103,10 @@ def make_views(curves: list[datasets.Curve], rng: np.random.Generator, *, forced
         view(c, det_t[-1], "latest")  # the alert at the last detection
         if det_t[-1] - det_t[0] > HISTORY_WINDOW_D:  # one more, at a random detection
             view(c, det_t[rng.integers(len(det_t) // 3, len(det_t))], "window")
+            # Longer than an alert carries: what the service classifies once its store holds the
+            # object's earlier detections. EROS-1 RR Lyrae (held out, 2.4 yr): completeness at <= 5%
+            # contamination 0.66 from the latest year -> 0.91 from the whole history.
+            view(c, det_t[-1], "history", span_d=np.inf)
         for k in EARLY_POINTS:  # the k-th detection's alert: an early light curve
             if len(det_t) > k:
                 view(c, det_t[k - 1], "early")
@@ -231,7 +238,7 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     for at_least in (20, 40):  # reporting only: the model and its min_points stay as they are
         m = real & (n_points >= at_least)
         metrics[f"held_out_real_{at_least}_points_or_more"] = rrl_metrics(prob[m], truth[m])
-    for kind in ("latest", "window", "early"):  # the latest alert is the object's whole last year
+    for kind in ("latest", "window", "early", "history"):
         m = real & (rrl_test.kind == kind)
         metrics[f"held_out_real_{kind}_alerts"] = rrl_metrics(prob[m], truth[m])
     # across surveys: trained without EROS, tested on every EROS view
@@ -319,6 +326,7 @@ def _training_description(sets: dict, views: Views) -> dict:
             "train_views_by_source": dict(zip(uniq.tolist(), counts.tolist(), strict=True)),
             "split": f"by object, {HOLDOUT_FRACTION:.0%} held out per survey",
             "views": f"latest {HISTORY_WINDOW_D:.0f} d, a random {HISTORY_WINDOW_D:.0f} d window, "
-                     f"first {EARLY_POINTS} detections; {BAND_SUBSET_FRACTION:.0%} of views with 3+ "
+                     f"first {EARLY_POINTS} detections, whole history (objects seen over more than "
+                     f"{HISTORY_WINDOW_D:.0f} d); {BAND_SUBSET_FRACTION:.0%} of views with 3+ "
                      f"bands also in 2 random ones",
             "views_by_kind": dict(zip(kinds.tolist(), kind_counts.tolist(), strict=True))}

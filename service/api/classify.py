@@ -61,8 +61,9 @@ def _version(schema: str | None) -> SchemaVersion | None:
     summary="Classify one Avro packet, or one JSON alert or a list of them",
     description="`Content-Type: application/avro`: one packet, Confluent-framed, or unframed with "
                 "`?schema=11.1`. `application/json`: one alert object (as in lsst-alert-packet's "
-                "alert.json) or a list of them; the answer is then a list. `store=true` keeps the "
-                "results (needs `X-API-Key` when the service has one).",
+                "alert.json) or a list of them; the answer is then a list. Light curves include the "
+                "store's earlier detections of each object. `store=true` keeps the results and the "
+                "alerts' detections (needs `X-API-Key` when the service has one).",
     openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array",
                                                                         "items": {"type": "object"}}]}},
@@ -93,9 +94,10 @@ async def classify(request: Request,
         if not body:
             raise _fail(422, "empty", "the request body is empty: send one Avro packet")
         alerts, many = [decoder.decode(body)], False
-    objects, records = classify_with_records(alerts, state.registry)
+    history = state.store if state.settings.keep_history else None
+    objects, records, detections = classify_with_records(alerts, state.registry, history)
     if store:
-        state.store.upsert(records)
+        state.store.upsert(records, detections)
     return Response(orjson.dumps(objects if many else objects[0]), media_type="application/json")
 
 
