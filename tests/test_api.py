@@ -170,6 +170,12 @@ def test_classify_uses_the_detections_stored_before(client, registry):
     # now the last alert is judged on every detection, not only the year it carries
     assert avro(client, packets_[-1]).json()["results"] == [r.as_dict() for r in on_all]
     assert on_all != on_alone
+    # the kept detections, in time order: every alert's but the last (classified without store=true)
+    points = client.get(f"/v1/objects/{obj.dia_object_id}/lightcurve").json()["points"]
+    assert [p["mjd"] for p in points] == obj.t[:-1].tolist()
+    assert [p["band"] for p in points] == obj.band[:-1].tolist()
+    assert [p["psfFlux"] for p in points] == obj.flux[:-1].astype(float).tolist()
+    assert client.get("/v1/objects/1/lightcurve").status_code == 404
 
 
 # --- queries ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Queries over stored classifications: one object's history, and filtered, paginated listings."""
+"""Queries over stored classifications: one object's history and light curve, and filtered, paginated
+listings."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from fastapi.responses import Response
 from service.api.deps import core, reject_unknown_query_parameters
 from service.store import Cone
 from service.store import Query as StoreQuery
+from streaming.lightcurve import BANDS
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(reject_unknown_query_parameters)])
 
@@ -40,6 +42,21 @@ def object_classifications(request: Request,
         latest[row["classifier"]] = _public(row)
     return Response(orjson.dumps({"diaObjectId": dia_object_id, "latest": latest,
                                   "history": [_public(r) for r in rows]}), media_type="application/json")
+
+
+@router.get("/objects/{diaObjectId}/lightcurve", summary="The object's detections the store kept")
+def object_light_curve(request: Request,
+                       dia_object_id: int = Path(alias="diaObjectId", ge=0, le=2**63 - 1)) -> Response:
+    curve = core(request).store.recall([dia_object_id]).get(dia_object_id)
+    if curve is None:
+        raise HTTPException(404, f"no detections stored for diaObjectId {dia_object_id} (the store keeps "
+                                 "them when KEEP_HISTORY is on)", headers={"x-reason": "not_found"})
+    points = [{"diaSourceId": int(sid), "mjd": float(t), "band": BANDS[int(b)], "psfFlux": float(f),
+               "psfFluxErr": float(e)}
+              for sid, t, b, f, e in zip(curve.source_id, curve.t, curve.band, curve.flux, curve.flux_err,
+                                         strict=True)]
+    return Response(orjson.dumps({"diaObjectId": dia_object_id, "points": points}),
+                    media_type="application/json")
 
 
 @router.get("/classifications", summary="Stored classifications, filtered, with cursor pagination")
