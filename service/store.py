@@ -72,22 +72,24 @@ MIGRATIONS: list[list[str]] = [
         "DROP INDEX IF EXISTS ix_prob_class",
     ],
     [
-        # every detection of each object: light curves beyond an alert's 12 months
+        # every detection of each object: light curves beyond an alert's 12 months. Keyed by object
+        # first, one B-tree serves both the reads (an object's points) and the duplicate check
+        # (SQLite WITHOUT ROWID: half the insert cost of a rowid table plus an index).
         """CREATE TABLE IF NOT EXISTS sources (
-            dia_source_id BIGINT PRIMARY KEY,
             dia_object_id BIGINT NOT NULL,
+            dia_source_id BIGINT NOT NULL,
             mjd DOUBLE PRECISION NOT NULL,
             band SMALLINT NOT NULL,
             flux DOUBLE PRECISION NOT NULL,
-            flux_err DOUBLE PRECISION NOT NULL
-        )""",
-        "CREATE INDEX IF NOT EXISTS ix_sources_object ON sources (dia_object_id, mjd)",
+            flux_err DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (dia_object_id, dia_source_id)
+        ){without_rowid}""",
     ],
 ]
 
 # A detection never changes once measured: a replayed alert's points are already there.
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
-    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_source_id) DO NOTHING"""
+    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, dia_source_id) DO NOTHING"""
 RECALL_CHUNK = 500  # object ids per IN (...) list
 
 UPSERT = """INSERT INTO classifications (dia_source_id, classifier, version, dia_object_id, alert_id,
@@ -207,7 +209,8 @@ class Store:
             if version <= current:
                 continue
             for stmt in statements:
-                cur.execute(stmt.replace("{id}", id_type))
+                cur.execute(stmt.replace("{id}", id_type)
+                            .replace("{without_rowid}", "" if self.is_postgres else " WITHOUT ROWID"))
             cur.execute(self._sql("INSERT INTO schema_version (version) VALUES (?)"), (version,))
 
     def close(self) -> None:
