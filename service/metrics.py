@@ -36,6 +36,10 @@ class Metrics:
                                  registry=r)
         self.inference = Histogram("alert_classifier_model_inference_seconds", "ONNX call time per batch",
                                    ["model"], buckets=STAGE_BUCKETS, registry=r)
+        self.history = PromCounter("alert_classifier_history_points_total",
+                                   "Light-curve history: detections kept by the store, and stored points "
+                                   "added to alerts' light curves (beyond the year an alert carries)",
+                                   ["direction"], registry=r)
         self.classes = PromCounter("alert_classifier_top_class_total", "Top class of stored results",
                                    ["classifier", "class_id"], registry=r)
         self.http_requests = PromCounter("alert_classifier_http_requests_total", "HTTP requests",
@@ -59,6 +63,8 @@ class Metrics:
             self.messages.labels(str(m.partition), "declined").inc()
         for dl in outcome.dead_letters:
             self.messages.labels(str(dl.message.partition), "dead_lettered").inc()
+        self.history.labels("kept").inc(len(outcome.detections))
+        self.history.labels("recalled").inc(outcome.history_points)
         for stage, seconds in {**outcome.stage_seconds, "sinks": sink_s}.items():
             self.stage.labels(stage).observe(seconds)
         latencies = [max(0.0, now - m.timestamp_ms / 1000) for m in messages if m.timestamp_ms > 0]

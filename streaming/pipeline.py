@@ -127,6 +127,7 @@ class DeadLetter:
 class BatchOutcome:
     records: list[ClassificationRecord] = field(default_factory=list)
     detections: list[Detection] = field(default_factory=list)  # new to the history: the store keeps them
+    history_points: int = 0  # points the history added to the batch's light curves
     classified: list[Message] = field(default_factory=list)  # at least one classifier judged it
     declined: list[tuple[Message, str]] = field(default_factory=list)  # every classifier declined
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -151,6 +152,7 @@ def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Regis
             alerts.append(item)
             alert_msgs.append(msg)
     curves, out.detections = curves_with_history(alerts, history, forced=forced)
+    out.history_points = sum(c.n_stored for c in curves)
     t2 = time.perf_counter()
     try:
         X = features.extract(curves)

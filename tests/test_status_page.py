@@ -68,6 +68,9 @@ def test_run_classifies_the_simulated_stream(running_service):
     metrics = httpx.get(f"{url}/metrics").text
     assert 'alert_classifier_messages_total{outcome="classified"' in metrics
     assert "alert_classifier_consumer_lag{" in metrics
+    kept = [line for line in metrics.splitlines()
+            if line.startswith('alert_classifier_history_points_total{direction="kept"}')]
+    assert kept and float(kept[0].split()[-1]) > 0, "the store keeps the stream's detections"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (.ci/run installs it)")
