@@ -14,7 +14,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +73,9 @@ MIGRATIONS: list[list[str]] = [
     ],
     [
         # every detection of each object: light curves beyond an alert's 12 months. Keyed by object
-        # first, one B-tree serves both the reads (an object's points) and the duplicate check
-        # (SQLite WITHOUT ROWID: half the insert cost of a rowid table plus an index).
+        # and time, one B-tree serves the duplicate check and the reads (an object's points before a
+        # time: a range, already in order); SQLite WITHOUT ROWID: half the insert cost of a rowid
+        # table plus an index.
         """CREATE TABLE IF NOT EXISTS sources (
             dia_object_id BIGINT NOT NULL,
             dia_source_id BIGINT NOT NULL,
@@ -82,15 +83,18 @@ MIGRATIONS: list[list[str]] = [
             band SMALLINT NOT NULL,
             flux DOUBLE PRECISION NOT NULL,
             flux_err DOUBLE PRECISION NOT NULL,
-            PRIMARY KEY (dia_object_id, dia_source_id)
+            PRIMARY KEY (dia_object_id, mjd, dia_source_id)
         ){without_rowid}""",
     ],
 ]
 
 # A detection never changes once measured: a replayed alert's points are already there.
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
-    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, dia_source_id) DO NOTHING"""
+    VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
 RECALL_CHUNK = 500  # object ids per IN (...) list
+# The most recent stored detections added per object: bounds the features' cost for objects observed
+# thousands of times (deep drilling fields); ten years of Rubin's main survey give fewer.
+RECALL_MAX_POINTS = 1000
 
 UPSERT = """INSERT INTO classifications (dia_source_id, classifier, version, dia_object_id, alert_id,
     ra, dec, cx, cy, cz, mjd, top_class, top_probability, classifications, reason, topic,
@@ -260,28 +264,34 @@ class Store:
 
     # --- reads --------------------------------------------------------------------------------
 
-    def recall(self, dia_object_ids: Sequence[int]) -> dict[int, LightCurve]:
-        """The kept detections of these objects, as light curves sorted by time (the pipeline's
-        `History`): one indexed read per 500 objects."""
+    def recall(self, before: Mapping[int, float],
+               max_points: int = RECALL_MAX_POINTS) -> dict[int, LightCurve]:
+        """Each object's kept detections earlier than its time in `before` (what its alert does not
+        carry), the latest `max_points` of them, as light curves sorted by time: the pipeline's
+        `History`. One read per 500 objects, each a range of the primary key."""
+        items = list(before.items())
         rows: list[tuple] = []
-        ids = list(dia_object_ids)
         with self._connection() as conn:
             cur = conn.cursor()
-            for start in range(0, len(ids), RECALL_CHUNK):
-                chunk = ids[start:start + RECALL_CHUNK]
-                cur.execute(self._sql(f"SELECT dia_object_id, dia_source_id, mjd, band, flux, flux_err "
-                                      f"FROM sources WHERE dia_object_id IN ({','.join('?' * len(chunk))}) "
-                                      "ORDER BY dia_object_id, mjd"), chunk)
+            for start in range(0, len(items), RECALL_CHUNK):
+                chunk = items[start:start + RECALL_CHUNK]
+                values = ", ".join(["(CAST(? AS BIGINT), CAST(? AS DOUBLE PRECISION))"] * len(chunk))
+                cur.execute(self._sql(
+                    f"WITH b (oid, before) AS (VALUES {values}) "
+                    "SELECT s.dia_object_id, s.dia_source_id, s.mjd, s.band, s.flux, s.flux_err "
+                    "FROM b JOIN sources s ON s.dia_object_id = b.oid AND s.mjd < b.before "
+                    "ORDER BY s.dia_object_id, s.mjd"), [v for pair in chunk for v in pair])
                 rows += cur.fetchall()
         if not rows:
             return {}
         objects = np.array([r[0] for r in rows], dtype=np.int64)
         source_ids = np.array([r[1] for r in rows], dtype=np.int64)
-        values = np.array([r[2:] for r in rows], dtype=np.float64)  # mjd, band, flux, flux_err
+        values_ = np.array([r[2:] for r in rows], dtype=np.float64)  # mjd, band, flux, flux_err
         starts = np.flatnonzero(np.r_[True, objects[1:] != objects[:-1]])
         out = {}
         for lo, hi in zip(starts, np.r_[starts[1:], len(rows)], strict=True):
-            v = values[lo:hi]
+            lo = max(lo, hi - max_points)
+            v = values_[lo:hi]
             out[int(objects[lo])] = LightCurve(v[:, 0], v[:, 2], v[:, 3], v[:, 1].astype(np.int8),
                                                n_input=hi - lo, source_id=source_ids[lo:hi])
         return out

@@ -9,7 +9,7 @@ which also sorts every message into exactly one outcome: classified, declined, o
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -34,9 +34,10 @@ class Detection(NamedTuple):
 
 
 class History(Protocol):
-    """Earlier detections per object, beyond the 12 months an alert carries (`service` implements it)."""
+    """Earlier detections per object, beyond the 12 months an alert carries (`service` implements it):
+    each object's detections before the given time."""
 
-    def recall(self, dia_object_ids: Sequence[int]) -> dict[int, LightCurve]: ...
+    def recall(self, before: Mapping[int, float]) -> dict[int, LightCurve]: ...
 
 
 def curves_with_history(alerts: Sequence[Alert], history: History | None, *, forced: bool = False
@@ -46,15 +47,26 @@ def curves_with_history(alerts: Sequence[Alert], history: History | None, *, for
     curves = light_curves(alerts, forced=forced)
     if history is None:
         return curves, []
-    stored = history.recall(sorted({a.dia_object_id for a in alerts if a.dia_object_id is not None}))
-    out, new = [], []
+    # Only what the packets do not carry: each object's points before its packet's first point (the
+    # latest such time when several of its alerts share the batch; with_history drops the overlap
+    # and anything later than each alert).
+    before: dict[int, float] = {}
+    for alert, curve in zip(alerts, curves, strict=True):
+        if alert.dia_object_id is not None:
+            first = float(curve.t[0]) if len(curve) else alert.mjd
+            before[alert.dia_object_id] = max(first, before.get(alert.dia_object_id, first))
+    stored = history.recall(before)
+    out, new, seen = [], [], set()
     for alert, curve in zip(alerts, curves, strict=True):
         if alert.dia_object_id is None:
             out.append(curve)
             continue
         past = stored.get(alert.dia_object_id)
-        new += [Detection(int(curve.source_id[i]), alert.dia_object_id, float(curve.t[i]), int(curve.band[i]),
-                          float(curve.flux[i]), float(curve.flux_err[i])) for i in unstored(curve, past)]
+        for i in unstored(curve, past):
+            if (sid := int(curve.source_id[i])) not in seen:  # alerts of one object share points
+                seen.add(sid)
+                new.append(Detection(sid, alert.dia_object_id, float(curve.t[i]), int(curve.band[i]),
+                                     float(curve.flux[i]), float(curve.flux_err[i])))
         out.append(with_history(curve, past, alert.mjd))
     return out, new
 

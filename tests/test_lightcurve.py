@@ -158,3 +158,26 @@ def test_forced_points_are_not_kept_in_the_history():
                                               midpointMjdTai=59000.0))
     curve = light_curve(decoder.decode(decoder.encode(record, LATEST)), forced=True)
     assert curve.source_id[0] == -1 and len(unstored(curve, None)) == len(curve) - 1
+
+
+def test_alerts_of_one_object_in_one_batch_each_get_their_whole_past(tmp_path):
+    """Two alerts of one object in a batch: each gets every earlier detection, none later than itself."""
+    from service.store import Store
+    from streaming.pipeline import Detection, curves_with_history
+    from streaming.simulate import BANDS as NAMES
+    from streaming.simulate import alert_at
+    from tests.helpers import long_lived_object
+
+    obj = long_lived_object()
+    decoder = Decoder()
+    alerts = [decoder.decode(decoder.encode(alert_at(obj, i), LATEST)) for i in (70, 89)]
+    store = Store(tmp_path / "s.sqlite3")
+    first_ids = [int(s) for s in light_curve(alerts[0]).source_id]
+    base = first_ids[-1] - 70  # the simulator numbers an object's sources consecutively
+    store.upsert([], [Detection(base + i, obj.dia_object_id, float(obj.t[i]), NAMES.index(obj.band[i]),
+                                float(obj.flux[i]), float(obj.flux_err[i])) for i in range(60)])
+    curves, new = curves_with_history(alerts, store)
+    for curve, index in zip(curves, (70, 89), strict=True):
+        assert curve.t.tolist() == obj.t[:index + 1].tolist()
+    # the detections the store lacked: 60..89, once each (both packets carry 60..70)
+    assert sorted(d.dia_source_id for d in new) == [base + i for i in range(60, 90)]

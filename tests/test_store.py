@@ -101,18 +101,27 @@ def test_detections_are_kept_once_and_recalled_per_object(store):
                                              Detection(big + 3, 43, 60005.0, 3, 7.0, 1.0)])
     store.upsert([], [Detection(big + 1, 42, 60000.0, 1, -20.0, 2.5)])  # a replayed alert
     assert store.count_sources() == 3
-    history = store.recall([42, 43, 44])
+    history = store.recall({42: 1e7, 43: 1e7, 44: 1e7})
     assert set(history) == {42, 43}  # no row: no history
     lc = history[42]
     assert lc.t.tolist() == [60000.0, 60010.0] and lc.source_id.tolist() == [big + 1, big + 2]
     assert lc.flux.tolist() == [-20.0, 150.5] and lc.flux_err.tolist() == [2.5, 3.25]
     assert lc.band.tolist() == [1, 2]
-    assert store.recall([]) == {}
+    assert store.recall({}) == {}
+    # only what an alert does not carry: the points before the given time
+    assert store.recall({42: 60005.0})[42].source_id.tolist() == [big + 1]
+    assert store.recall({42: 60000.0}) == {}
+
+
+def test_recall_keeps_the_latest_points_of_a_long_history(store):
+    store.upsert([], [Detection(i, 5, 60000.0 + i, 1, float(i), 1.0) for i in range(40)])
+    lc = store.recall({5: 1e7}, max_points=25)[5]
+    assert lc.t.tolist() == [60000.0 + i for i in range(15, 40)]
 
 
 def test_recall_reads_many_objects_in_chunks(store):
     store.upsert([], [Detection(1000 + i, i, 60000.0 + i, 2, float(i), 1.0) for i in range(1200)])
-    history = store.recall(list(range(1200)))
+    history = store.recall(dict.fromkeys(range(1200), 1e7))
     assert len(history) == 1200 and history[1100].flux.tolist() == [1100.0]
 
 

@@ -18,6 +18,7 @@ from streaming.lightcurve import BANDS
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(reject_unknown_query_parameters)])
 
+ALL_TIME = 1e7  # MJD far beyond any observation: every kept detection
 CSV_COLUMNS = ("id", "dia_source_id", "dia_object_id", "classifier", "version", "ra", "dec", "mjd",
                "top_class", "top_probability", "reason")
 
@@ -47,7 +48,7 @@ def object_classifications(request: Request,
 @router.get("/objects/{diaObjectId}/lightcurve", summary="The object's detections the store kept")
 def object_light_curve(request: Request,
                        dia_object_id: int = Path(alias="diaObjectId", ge=0, le=2**63 - 1)) -> Response:
-    curve = core(request).store.recall([dia_object_id]).get(dia_object_id)
+    curve = core(request).store.recall({dia_object_id: ALL_TIME}).get(dia_object_id)
     if curve is None:
         raise HTTPException(404, f"no detections stored for diaObjectId {dia_object_id} (the store keeps "
                                  "them when KEEP_HISTORY is on)", headers={"x-reason": "not_found"})
