@@ -275,7 +275,9 @@ class Store:
             cur = conn.cursor()
             for start in range(0, len(items), RECALL_CHUNK):
                 chunk = items[start:start + RECALL_CHUNK]
-                values = ", ".join(["(CAST(? AS BIGINT), CAST(? AS DOUBLE PRECISION))"] * len(chunk))
+                # PostgreSQL needs the VALUES types spelt out; in SQLite a CAST there costs 6x the read
+                pair = "(CAST(? AS BIGINT), CAST(? AS DOUBLE PRECISION))" if self.is_postgres else "(?, ?)"
+                values = ", ".join([pair] * len(chunk))
                 cur.execute(self._sql(
                     f"WITH b (oid, before) AS (VALUES {values}) "
                     "SELECT s.dia_object_id, s.dia_source_id, s.mjd, s.band, s.flux, s.flux_err "
