@@ -299,10 +299,8 @@ class Store:
         return out
 
     def count_sources(self) -> int:
-        with self._connection() as conn:
-            cur = conn.cursor()
-            cur.execute("SELECT COUNT(*) FROM sources")
-            return int(cur.fetchone()[0])
+        """Detections kept for the light-curve history."""
+        return self._count("sources")
 
     def _matches_fewer_than(self, cap: int, class_id: int, floor: float, after_id: int) -> bool:
         """Counts matching probabilities through their index, stopping at `cap`."""
@@ -326,9 +324,12 @@ class Store:
         return row
 
     def count(self) -> int:
+        return self._count("classifications")
+
+    def _count(self, table: str) -> int:
         with self._connection() as conn:
             cur = conn.cursor()
-            cur.execute("SELECT COUNT(*) FROM classifications")
+            cur.execute(f"SELECT COUNT(*) FROM {table}")  # a table name of ours, never user input
             return int(cur.fetchone()[0])
 
     def ping(self) -> None:
