@@ -78,7 +78,8 @@ class Metrics:
             self._throughput.append((now, len(messages)))
             self._latencies.extend((now, lat) for lat in latencies)
             self.totals.update(classified=len(outcome.classified), declined=len(outcome.declined),
-                               dead_lettered=len(outcome.dead_letters))
+                               dead_lettered=len(outcome.dead_letters), history_kept=len(outcome.detections),
+                               history_recalled=outcome.history_points)
             self.class_mix.update(f"{classifier}:{top}" for classifier, top in tops)
             if lag is not None:
                 self.lag_by_partition = dict(lag)

@@ -62,6 +62,7 @@ def test_run_classifies_the_simulated_stream(running_service):
     later = httpx.get(f"{url}/v1/status").json()
     assert later["stored"] > first["stored"], "the simulated stream keeps flowing through"
     assert later["consuming"] and later["totals"]["classified"] > 0
+    assert later["totals"]["history_kept"] > 0
     ready = httpx.get(f"{url}/readyz").json()
     assert ready["status"] == "ready", ready
     assert ready["checks"]["worker"]["ok"] and ready["checks"]["broker"]["ok"]
@@ -90,6 +91,7 @@ def test_status_page_shows_live_figures_in_chromium(running_service, tmp_path):
             page.wait_for_function("Number(document.getElementById('rate').textContent) > 0", timeout=60_000)
             stored = int(page.text_content("#stored").replace(",", ""))
             assert stored > 0
+            assert int(page.text_content("#kept").replace(",", "")) > 0
             models = page.locator("#models tbody tr")
             assert models.count() == 2
             assert {models.nth(i).locator("td").first.text_content() for i in range(2)} == {"rrlyrae",
