@@ -61,3 +61,17 @@ def test_prometheus_scrapes_the_compose_services_on_their_ports():
     assert targets == {"service": Settings.model_fields["port"].default, "worker": int(
         services["worker"]["environment"]["ALERT_CLASSIFIER_METRICS_PORT"])}
     assert "service" in services and "worker" in services
+
+
+def test_dashboard_queries_name_metrics_the_service_exports():
+    import json
+    import re
+
+    from service.metrics import Metrics
+
+    exported = {m.name for m in Metrics().registry.collect()}
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "dashboards" / "alert-classifier.json").read_text())
+    used = {re.sub(r"_(total|bucket|count|sum)$", "", name)
+            for panel in dashboard["panels"] for target in panel["targets"]
+            for name in re.findall(r"alert_classifier_[a-z_]+", target["expr"])}
+    assert used and used <= exported, used - exported
