@@ -131,7 +131,12 @@ class Worker:
                     self.handle(messages, raw)
         finally:
             self.consumer.close()  # commits the stored offsets
-            self.publisher.producer.flush(10)
+            # Close, not only flush: a producer left to the garbage collector keeps reconnecting.
+            # Whatever is still undelivered after 10 s is dropped: its offsets were never stored.
+            producer = self.publisher.producer
+            if producer.flush(10):
+                producer.purge()
+            producer.close()
         return self.stats
 
     @staticmethod

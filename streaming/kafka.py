@@ -68,7 +68,9 @@ def produce_all(bootstrap: str, topic: str, values: Iterable[bytes], *,
         n += 1
         if progress is not None:
             progress(n)
-    if producer.flush(60) or failures:
+    undelivered = producer.flush(60)
+    producer.close()  # a producer left to the garbage collector keeps reconnecting
+    if undelivered or failures:
         raise BrokerError(f"{len(failures)} of {n} messages to {topic!r} were not delivered: "
                           f"{failures[:3]}")
     return n
