@@ -230,6 +230,10 @@ class Store:
         (diaSourceId, classifier, version) and on the detections' diaSourceId."""
         if not records and not detections:
             return
+        # Rows go in key order: concurrent writers (one object's alerts on two partitions, a replay
+        # during a rebalance) then lock shared keys in the same order and cannot deadlock.
+        detections = sorted(detections, key=lambda d: (d.dia_object_id, d.mjd, d.dia_source_id))
+        records = sorted(records, key=lambda r: (r.dia_source_id, r.classifier, r.version))
         rows = []
         for r in records:
             top = max(r.classifications, key=lambda c: c["probability"])
@@ -246,8 +250,8 @@ class Store:
             cur.executemany(self._sql(UPSERT), rows)
             keys = [(r.dia_source_id, r.classifier, r.version) for r in records]
             ids = self._ids(cur, keys)
-            probs = [(ids[key], c["classId"], c["probability"])
-                     for r, key in zip(records, keys, strict=True) for c in r.classifications]
+            probs = sorted((ids[key], c["classId"], c["probability"])
+                           for r, key in zip(records, keys, strict=True) for c in r.classifications)
             cur.executemany(self._sql(UPSERT_PROBABILITY), probs)
 
     def _ids(self, cur, keys: list[tuple]) -> dict[tuple, int]:

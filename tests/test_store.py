@@ -153,3 +153,33 @@ def test_cone_search_edges(store, ra, dec, radius):
     assert expected - borderline <= found
     assert found - expected <= borderline
     assert expected, "the case has points inside the cone"
+
+
+def test_concurrent_writers_of_shared_detections_never_deadlock(store):
+    """Two workers write overlapping detections (alerts of one object on two partitions) and results
+    (a replay during a rebalance), listed in opposite orders: the store writes them in one key order,
+    so neither waits on the other in a cycle (PostgreSQL detected a deadlock here before)."""
+    import threading
+
+    shared = [Detection(1000 + i, 9, 60000.0 + i, 2, 1.0, 0.1) for i in range(300)]
+    results = [record(i, object_id=9) for i in range(1, 151)]
+    errors: list[Exception] = []
+
+    def writer(detections: list[Detection], records: list[ClassificationRecord]) -> None:
+        mine = Store(store.dsn)
+        try:
+            for _ in range(15):
+                mine.upsert(records, detections)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            mine.close()
+
+    threads = [threading.Thread(target=writer, args=args)
+               for args in ((shared, results), (shared[::-1], results[::-1]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert store.count_sources() == 300 and store.count() == 150
