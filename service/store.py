@@ -91,7 +91,7 @@ MIGRATIONS: list[list[str]] = [
 # A detection never changes once measured: a replayed alert's points are already there.
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
-RECALL_CHUNK = 500  # object ids per IN (...) list
+RECALL_CHUNK = 500  # objects per read (one VALUES list)
 # The most recent stored detections added per object: bounds the features' cost for objects observed
 # thousands of times (deep drilling fields); ten years of Rubin's main survey give fewer.
 RECALL_MAX_POINTS = 1000
@@ -227,7 +227,7 @@ class Store:
 
     def upsert(self, records: Sequence[ClassificationRecord], detections: Sequence[Detection] = ()) -> None:
         """All records and new detections (for the history) in one transaction; idempotent on
-        (diaSourceId, classifier, version) and on the detections' diaSourceId."""
+        (diaSourceId, classifier, version) and on the detections' (diaObjectId, mjd, diaSourceId)."""
         if not records and not detections:
             return
         # Rows go in key order: concurrent writers (one object's alerts on two partitions, a replay

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -29,6 +29,8 @@ from streaming.pipeline import BatchOutcome, ClassificationRecord, Detection, Hi
 from streaming.publish import Publisher
 
 log = logging.getLogger("alert_classifier.worker")
+T = TypeVar("T")
+STOPPED = object()  # what a retry gives back when the worker stops before the action succeeded
 
 
 class ResultStore(History, Protocol):
@@ -156,14 +158,12 @@ class Worker:
 
     def handle(self, messages: list[Message], raw: Sequence) -> BatchOutcome | None:
         history = self.store if self.config.keep_history else None
-        outcomes: list[BatchOutcome] = []
         # the history read can meet a transient store failure: retried like the writes
-        if not self._retry(lambda: outcomes.append(
-                process_batch(messages, self.decoder, self.registry, history=history))):
+        outcome = self._retry(lambda: process_batch(messages, self.decoder, self.registry, history=history))
+        if outcome is STOPPED:
             return None  # stopping mid-retry: offsets not stored, the batch is redone later
-        outcome = outcomes[-1]
         t0 = time.perf_counter()
-        if not self._retry(lambda: self._write(outcome)):
+        if self._retry(lambda: self._write(outcome)) is STOPPED:
             return outcome  # stopping mid-retry: offsets not stored, the batch is redone later
         sink_s = time.perf_counter() - t0
         offsets = _next_offsets(raw)
@@ -198,18 +198,19 @@ class Worker:
         self.publisher.publish(outcome.records, outcome.dead_letters)
         self.publisher.flush()
 
-    def _retry(self, action: Callable[[], None]) -> bool:
+    def _retry(self, action: Callable[[], T]) -> T | object:
+        """The action's result, retried with backoff on transient errors; STOPPED if the worker is
+        asked to stop meanwhile."""
         delay = 0.2
         while True:
             try:
-                action()
-                return True
+                return action()
             except AlertClassifierError as exc:
                 if not exc.transient:
                     raise
                 log.warning("transient failure (%s), retrying in %.1f s: %s", exc.reason, delay, exc)
             if self.stop_event.wait(delay):
-                return False
+                return STOPPED
             delay = min(delay * 2, self.config.max_backoff_s)
 
     def _count(self, outcome: BatchOutcome, sink_s: float) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from models.errors import StoreError
 from models.registry import Registry
 from service.store import Query, Store
 from streaming.consumer import Worker, WorkerConfig
@@ -171,6 +172,29 @@ def test_the_store_extends_light_curves_beyond_the_alerts_year(kafka_bootstrap, 
     for result in on_alone:
         assert rows[result.classifier]["classifications"] == result.as_dict()["classifications"]
     assert plain.count_sources() == 0
+
+
+class StoreDownAtFirst(Store):
+    """The real store, unreachable for its first history reads (as during a database restart)."""
+
+    failures = 2
+
+    def recall(self, before):
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("store operation failed: connection refused (injected)")
+        return super().recall(before)
+
+
+def test_a_store_outage_during_the_history_read_is_retried_and_loses_nothing(kafka_bootstrap, topics,
+                                                                             registry, tmp_path):
+    n = 200
+    produce_all(kafka_bootstrap, topics["topic"], simulated_packets(n, seed=8))
+    store = StoreDownAtFirst(tmp_path / "down.sqlite3")
+    stats = in_process_worker(kafka_bootstrap, topics, registry, store, batch=100).run(max_messages=n)
+    assert store.failures == 0, "the outage was met"
+    assert stats.total() == n and stats.total("dead_lettered") == 0
+    assert store.count() == n * len(registry.models)
 
 
 def test_malformed_packets_are_dead_lettered_and_the_worker_goes_on(kafka_bootstrap, topics, registry,

@@ -52,10 +52,9 @@ def object_light_curve(request: Request,
     if curve is None:
         raise HTTPException(404, f"no detections stored for diaObjectId {dia_object_id} (the store keeps "
                                  "them when KEEP_HISTORY is on)", headers={"x-reason": "not_found"})
-    points = [{"diaSourceId": int(sid), "mjd": float(t), "band": BANDS[int(b)], "psfFlux": float(f),
-               "psfFluxErr": float(e)}
-              for sid, t, b, f, e in zip(curve.source_id, curve.t, curve.band, curve.flux, curve.flux_err,
-                                         strict=True)]
+    columns = (curve.source_id, curve.t, curve.band, curve.flux, curve.flux_err)
+    points = [{"diaSourceId": sid, "mjd": t, "band": BANDS[b], "psfFlux": f, "psfFluxErr": e}
+              for sid, t, b, f, e in zip(*(c.tolist() for c in columns), strict=True)]
     return Response(orjson.dumps({"diaObjectId": dia_object_id, "points": points}),
                     media_type="application/json")
 
