@@ -33,6 +33,15 @@ def test_shipped_models_load_and_match_the_extractor(registry):
     assert registry.models["supernova"].class_ids == [200, 2222, 2223, 2224, 2242]
 
 
+def test_cards_say_which_labels_were_doubted_and_report_both(registry):
+    card = registry.models["rrlyrae"].card
+    doubted = card["training_data"]["label_audit"]["objects_in_doubt"]
+    assert sum(doubted.values()) > 0
+    for kind in ("held_out_real", "held_out_real_history_alerts"):
+        raw, audited = card["metrics"][kind], card["metrics"][f"{kind}_audited_labels"]
+        assert audited["n"] < raw["n"]  # the doubted views are left out, the rest is the same set
+
+
 def test_probabilities_sum_to_one_and_short_curves_decline(registry):
     rng = np.random.default_rng(0)
     curves = []

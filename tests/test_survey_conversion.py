@@ -4,6 +4,7 @@ fluxes and detections; light curves become the views alerts carry."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from models.taxonomy import RR_LYRAE
 from models.train import datasets
@@ -50,3 +51,26 @@ def test_band_subset_views_keep_two_bands_of_a_real_view_and_only_when_asked():
         assert len(np.unique(cut.band)) == 2 and set(cut.t) <= set(parent.t)
         kept = np.isin(parent.band, np.unique(cut.band))
         np.testing.assert_array_equal(cut.flux, parent.flux[kept])  # every point of those bands
+
+
+def test_lmc_labels_that_contradict_the_stars_luminosity_are_doubted():
+    # Every EROS-1 star is at the LMC's distance: the RR Lyrae set the horizontal branch (median
+    # 18.8 here); an "RR Lyrae" 2.5 mag brighter, or a "Cepheid" at the branch, cannot be what it says.
+    kind = pd.Series(["rr_lyrae"] * 5 + ["rr_lyrae", "cepheid", "cepheid", "binary", "mira"])
+    mag = pd.Series([18.6, 18.7, 18.8, 18.9, 19.0, 16.3, 19.1, 16.0, 19.2, 15.5])
+    doubt = datasets.lmc_label_doubts(kind, mag)
+    assert doubt.tolist()[:5] == [""] * 5
+    assert doubt[5].startswith("rr_lyrae brighter") and doubt[6].startswith("cepheid fainter")
+    assert doubt[7] == doubt[8] == doubt[9] == ""  # a bright Cepheid; binaries and Miras: any luminosity
+    # just inside the cuts stays trusted
+    edge = datasets.lmc_label_doubts(pd.Series(["rr_lyrae"] * 5 + ["rr_lyrae", "cepheid"]),
+                                     pd.Series([18.8] * 5 + [16.81, 18.29]))
+    assert edge.tolist() == [""] * 7
+
+
+def test_views_keep_the_label_doubt():
+    t = np.arange(0.0, 400.0, 5.0)
+    curve = datasets.Curve(t, np.sin(t), np.full(len(t), 0.1), np.ones(len(t), np.int8), RR_LYRAE,
+                           "eros-rr_lyrae", "eros-x", np.ones(len(t), bool), "rr_lyrae brighter ...")
+    views = make_views([curve], np.random.default_rng(0))
+    assert len(views.curves) > 1 and views.doubted.all()

@@ -82,3 +82,14 @@ def test_completeness_at_contamination_picks_the_best_allowed_threshold():
     # no false positive allowed: only the first two
     assert completeness_at_contamination(prob, truth, 0.0) == {"completeness": 0.5, "threshold": 0.9}
     assert completeness_at_contamination(prob, np.zeros(7, bool), 0.05)["completeness"] is None
+
+
+def test_eros_labels_in_doubt_are_the_luminosity_outliers(shared_data):
+    eros = datasets.load_eros(shared_data)
+    doubted = [c for c in eros if c.label_doubt]
+    rrl = [c for c in doubted if c.source == "eros-rr_lyrae"]
+    ceph = [c for c in doubted if c.source == "eros-cepheid"]
+    # a minority of each class, and only the two classes with a luminosity to contradict
+    assert 100 < len(rrl) < 0.15 * sum(c.source == "eros-rr_lyrae" for c in eros)
+    assert 50 < len(ceph) < 0.2 * sum(c.source == "eros-cepheid" for c in eros)
+    assert len(rrl) + len(ceph) == len(doubted)

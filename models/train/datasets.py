@@ -32,10 +32,12 @@ class Curve:
     #: epochs difference imaging detected (an alert's prvDiaSources); the others are forced
     #: photometry only (prvDiaForcedSources)
     detected: np.ndarray
+    #: why the label is doubted ("" when it is not): see `lmc_label_doubts`
+    label_doubt: str = ""
 
     def window(self, mask: np.ndarray) -> Curve:
         return Curve(self.t[mask], self.flux[mask], self.flux_err[mask], self.band[mask],
-                     self.class_id, self.source, self.object_id, self.detected[mask])
+                     self.class_id, self.source, self.object_id, self.detected[mask], self.label_doubt)
 
 
 def _mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> Curve | None:
@@ -106,6 +108,30 @@ def load_sesar(data_dir: Path) -> list[Curve]:
 
 
 EROS_TYPES = {1: "binary", 2: "cepheid", 3: "rr_lyrae", 4: "mira"}
+# EROS-1 watched the LMC: every star is at the same distance, so a label whose luminosity contradicts
+# its class is a labelling error. The kit's "RR Lyrae" magnitudes peak at the horizontal branch
+# (R ~18.8) with a second bump at ~15.8, where its Cepheids peak; its "Cepheids" have a bump at the
+# horizontal branch, and the 1-day aliases of their catalogue periods are RR Lyrae periods (median
+# 0.61 d; the kit's labels followed catalogue periods). The cuts are wide:
+# no RR Lyrae is 6x (2 mag) brighter than the horizontal branch, no Cepheid (classical or type II)
+# is within 0.5 mag of it.
+RRL_TOO_BRIGHT_MAG = 2.0
+CEPHEID_TOO_FAINT_MAG = 0.5
+
+
+def lmc_label_doubts(kind: pd.Series, magnitude: pd.Series) -> pd.Series:
+    """Why each EROS-1 label contradicts its star's luminosity ("" when it does not).
+
+    `kind` is the EROS_TYPES name, `magnitude` the mean red magnitude; the horizontal branch is the
+    median magnitude of the stars labelled RR Lyrae. Used to leave doubtful labels out of training
+    and to report held-out metrics with and without them; never a feature."""
+    branch = float(np.median(magnitude[kind == "rr_lyrae"]))
+    doubt = pd.Series("", index=kind.index)
+    doubt[(kind == "rr_lyrae") & (magnitude < branch - RRL_TOO_BRIGHT_MAG)] = (
+        f"rr_lyrae brighter than the horizontal branch ({branch:.2f}) - {RRL_TOO_BRIGHT_MAG}")
+    doubt[(kind == "cepheid") & (magnitude > branch - CEPHEID_TOO_FAINT_MAG)] = (
+        f"cepheid fainter than the horizontal branch ({branch:.2f}) - {CEPHEID_TOO_FAINT_MAG}")
+    return doubt
 
 
 def load_eros(data_dir: Path) -> list[Curve]:
@@ -114,9 +140,11 @@ def load_eros(data_dir: Path) -> list[Curve]:
     folder = data_dir / "eros1-ramp-variable-stars"
     static = pd.read_csv(folder / "train.csv", index_col=0)
     series = pd.read_csv(folder / "train_varlength_features.csv.gz", index_col=0)
+    kinds = static["type"].astype(int).map(EROS_TYPES)
+    doubts = lmc_label_doubts(kinds, static["magnitude_r"])
     curves = []
     for oid, row in series.iterrows():
-        kind = EROS_TYPES.get(int(static.loc[oid, "type"]))
+        kind = kinds[oid]
         class_id = RR_LYRAE if kind == "rr_lyrae" else NON_SN_OTHER
         t, mag, err, band = [], [], [], []
         for suffix, b in (("b", 1), ("r", 3)):
@@ -128,6 +156,7 @@ def load_eros(data_dir: Path) -> list[Curve]:
         curve = _mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
                                         np.concatenate(band), class_id, f"eros-{kind}", f"eros-{oid}")
         if curve is not None:
+            curve.label_doubt = doubts[oid]
             curves.append(curve)
     return curves
 

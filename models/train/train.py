@@ -28,7 +28,8 @@ from models.train.export import export_model
 #: at fixed days from the peak, early rise rates and colours; real surveys' detections = the changes
 #: Rubin would detect; training views also in two random bands
 #: 1.3.0: also trained on whole histories (the store keeps every detection beyond an alert's year)
-MODEL_VERSION = "1.3.0"
+#: 1.4.0: EROS-1 labels that contradict the LMC's distance left out of the rrlyrae training
+MODEL_VERSION = "1.4.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -62,6 +63,11 @@ class Views:
     def early(self) -> np.ndarray:
         """Views of the first few detections."""
         return self.kind == "early"
+
+    @property
+    def doubted(self) -> np.ndarray:
+        """Views whose label contradicts the star's luminosity (datasets.lmc_label_doubts)."""
+        return np.array([bool(c.label_doubt) for c in self.curves], dtype=bool)
 
     @property
     def y(self) -> np.ndarray:
@@ -173,7 +179,11 @@ def rrl_metrics(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> 
             "at_contamination_0.05": completeness_at_contamination(prob, truth, 0.05)}
 
 
-def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray) -> dict:
+WELL_SAMPLED_POINTS = 20  # detections: where a supernova's type shows (rise, peak, decline, colours)
+
+
+def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray,
+               n_points: np.ndarray | None = None) -> dict:
     classes = list(SN_CLASSES)
     p_sn = proba[:, :len(SUPERNOVA_CLASSES)].sum(axis=1)
     is_sn = np.isin(y, SUPERNOVA_CLASSES)
@@ -190,6 +200,11 @@ def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray) -> dict:
         truth_ia = y[sn] == SN_IA
         if 0 < truth_ia.sum() < sn.sum():
             out["ia_vs_cc_auc"] = round(float(roc_auc_score(truth_ia, p_ia)), 4)
+        if n_points is not None:  # reported beside the figure over every view, not instead of it
+            well = n_points[sn] >= WELL_SAMPLED_POINTS
+            if 0 < truth_ia[well].sum() < well.sum():
+                out[f"ia_vs_cc_auc_{WELL_SAMPLED_POINTS}_detections_or_more"] = {
+                    "n": int(well.sum()), "auc": round(float(roc_auc_score(truth_ia[well], p_ia[well])), 4)}
     pred = np.array(classes)[np.argmax(proba, axis=1)]
     out["per_class"] = {LABELS[c]: {"n": int((y == c).sum()),
                                     "recall": round(float((pred[y == c] == c).mean()), 4) if (y == c).any()
@@ -223,6 +238,9 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     # --- RR Lyrae vs everything else ---
     rrl_train = train.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in train.curves]))
     rrl_test = test.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in test.curves]))
+    # Labels that contradict physics teach the model to call Cepheid-like curves RR Lyrae and the
+    # reverse; they stay in the held-out metrics, which come with and without them.
+    rrl_train = rrl_train.subset(~rrl_train.doubted)
     y = rrl_train.y == RR_LYRAE
     progress(f"fitting rrlyrae on {len(y)} views ({y.sum()} RR Lyrae)")
     rrl = fit(rrl_train.X, y.astype(int), seed, balanced_weights(y, rrl_train.source))
@@ -241,13 +259,23 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     for kind in ("latest", "window", "early", "history"):
         m = real & (rrl_test.kind == kind)
         metrics[f"held_out_real_{kind}_alerts"] = rrl_metrics(prob[m], truth[m])
-    # across surveys: trained without EROS, tested on every EROS view
+    # the same without the held-out stars whose labels contradict their luminosity
+    sure = ~rrl_test.doubted
+    eros = np.array([s.startswith("eros") for s in rrl_test.source])
+    metrics["held_out_eros_audited_labels"] = rrl_metrics(prob[eros & sure], truth[eros & sure])
+    metrics["held_out_real_audited_labels"] = rrl_metrics(prob[real & sure], truth[real & sure])
+    for kind in ("latest", "window", "early", "history"):
+        m = real & sure & (rrl_test.kind == kind)
+        metrics[f"held_out_real_{kind}_alerts_audited_labels"] = rrl_metrics(prob[m], truth[m])
+
+    # across surveys: trained without EROS, tested on every EROS view whose label is not in doubt
     no_eros = np.array([not s.startswith("eros") for s in rrl_train.source])
     rrl_ne = fit(rrl_train.X[no_eros], y[no_eros].astype(int), seed,
                  balanced_weights(y[no_eros], rrl_train.source[no_eros]))
-    eros_all = np.concatenate([[s.startswith("eros") for s in v.source] for v in (rrl_train, rrl_test)])
-    X_all = np.vstack([rrl_train.X, rrl_test.X])
-    y_all = np.concatenate([rrl_train.y, rrl_test.y]) == RR_LYRAE
+    sure_test = rrl_test.subset(sure)
+    eros_all = np.concatenate([[s.startswith("eros") for s in v.source] for v in (rrl_train, sure_test)])
+    X_all = np.vstack([rrl_train.X, sure_test.X])
+    y_all = np.concatenate([rrl_train.y, sure_test.y]) == RR_LYRAE
     metrics["cross_survey_trained_without_eros_tested_on_eros"] = rrl_metrics(
         rrl_ne.predict_proba(X_all[eros_all])[:, 1], y_all[eros_all])
     progress(f"rrlyrae held-out real: {metrics['held_out_real']}")
@@ -261,7 +289,7 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         X_check=rrl_test.X, metrics=metrics, min_points=RRL_MIN_POINTS,
         description="RR Lyrae (2323) vs everything else (200): HistGradientBoosting on scale-free "
                     "light-curve features.",
-        training_data=_training_description(sets, rrl_train))
+        training_data=_training_description(sets, rrl_train) | {"label_audit": _label_audit(sets)})
 
     # --- supernova-like vs everything else, and the SN type ---
     sn_train = train.subset(np.array([len(c.t) >= SN_MIN_POINTS for c in train.curves]))
@@ -307,7 +335,8 @@ def _external_ztf_sne(data_dir: Path, seed: int) -> Views | None:
 
 def _sn_metrics_early_and_full(prefix: str, proba: np.ndarray, y: np.ndarray, views: Views) -> dict:
     """sn_metrics on all views, the early ones and the full ones, keyed `<prefix>_all|early|full`."""
-    return {f"{prefix}_{name}": sn_metrics(proba[m], y[m], views.source[m])
+    n_points = np.array([len(c.t) for c in views.curves])
+    return {f"{prefix}_{name}": sn_metrics(proba[m], y[m], views.source[m], n_points[m])
             for name, m in (("all", np.ones(len(y), bool)), ("early", views.early), ("full", ~views.early))}
 
 
@@ -317,6 +346,14 @@ def _extract_with_progress(curves: list, chunk: int = 2000) -> np.ndarray:
         parts.append(features.extract(curves[start:start + chunk], n_jobs=-1))
         progress(f"  features {min(start + chunk, len(curves))}/{len(curves)}")
     return np.vstack(parts)
+
+
+def _label_audit(sets: dict) -> dict:
+    reasons, counts = np.unique([c.label_doubt for v in sets.values() for c in v if c.label_doubt],
+                                return_counts=True)
+    return {"objects_in_doubt": dict(zip(reasons.tolist(), counts.tolist(), strict=True)),
+            "use": "left out of training; held-out metrics are given with them (raw labels) and "
+                   "without them (*_audited_labels)"}
 
 
 def _training_description(sets: dict, views: Views) -> dict:
