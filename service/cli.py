@@ -222,12 +222,54 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
+    """Retention: drop results and kept detections older than the given days, counted back from the
+    newest observation in the store. Safe while workers run (short transactions)."""
+    if args.results_days is None and args.history_days is None:
+        print("nothing to prune: pass --results-days and/or --history-days", file=sys.stderr)
+        return 2
+    from service.store import PRUNE_BATCH, Store
+
+    store = Store(settings.store_location)
+    newest = store.newest_mjd()
+    if newest is None:
+        print(f"the store {settings.store_location} is empty: nothing to prune", file=sys.stderr)
+        return 0
+    for what, days, steps in (("results", args.results_days, store.prune_results),
+                              ("history", args.history_days, store.prune_history)):
+        if days is None:
+            continue
+        before = newest - days
+        total = 0
+        for deleted in steps(before, batch=args.batch or PRUNE_BATCH):
+            total += deleted
+            print(f"[prune] {what}: {total} rows deleted so far", file=sys.stderr, flush=True)
+        print(f"{what}: {total} rows observed before MJD {before:.3f} deleted ({days:g} days before "
+              f"the newest, MJD {newest:.3f})")
+    store.close()
+    return 0
+
+
 def cmd_colours(args: argparse.Namespace, settings: Settings) -> int:
     from models.train.colours import colour_table
 
     data_dir = args.data_dir or settings.training_data_dir
     print(colour_table(data_dir, seed=args.seed))
     return 0
+
+
+def _days(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"days must be a number >= 0, got {text!r}")
+    return value
+
+
+def _rows(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a batch holds at least 1 row, got {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,6 +328,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=42)
     train.add_argument("--version", help="model version (default: the current one in models/train)")
     train.set_defaults(func=cmd_train)
+
+    prune = sub.add_parser("prune", help="retention: delete old results and kept detections from the store")
+    prune.add_argument("--results-days", type=_days, metavar="DAYS",
+                       help="keep classifications of the last DAYS of observations")
+    prune.add_argument("--history-days", type=_days, metavar="DAYS",
+                       help="keep detections of the last DAYS for light-curve history "
+                            "(RR Lyrae gain from years: keep at least 1000)")
+    prune.add_argument("--batch", type=_rows, help="rows per transaction (default 5000)")
+    prune.set_defaults(func=cmd_prune)
 
     colours = sub.add_parser("colours", help="the astroML RR Lyrae colour exercise: completeness table")
     colours.add_argument("--data-dir", type=Path)

@@ -14,7 +14,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +95,8 @@ RECALL_CHUNK = 500  # objects per read (one VALUES list)
 # The most recent stored detections added per object: bounds the features' cost for objects observed
 # thousands of times (deep drilling fields); ten years of Rubin's main survey give fewer.
 RECALL_MAX_POINTS = 1000
+# Rows per pruning step: each step is its own short transaction, so writers (the workers) interleave.
+PRUNE_BATCH = 5000
 
 UPSERT = """INSERT INTO classifications (dia_source_id, classifier, version, dia_object_id, alert_id,
     ra, dec, cx, cy, cz, mjd, top_class, top_probability, classifications, reason, topic,
@@ -301,6 +303,60 @@ class Store:
             out[int(objects[lo])] = LightCurve(v[:, 0], v[:, 2], v[:, 3], v[:, 1].astype(np.int8),
                                                n_input=hi - lo, source_id=source_ids[lo:hi])
         return out
+
+    # --- retention ----------------------------------------------------------------------------
+
+    def newest_mjd(self) -> float | None:
+        """The latest observation time the store holds: retention counts back from it, not from the
+        wall clock, so a replay of old alerts is not wiped on arrival."""
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT MAX(mjd) FROM classifications")  # indexed
+            newest = cur.fetchone()[0]
+            if newest is None:  # detections without results: a full scan, once
+                cur.execute("SELECT MAX(mjd) FROM sources")
+                newest = cur.fetchone()[0]
+        return None if newest is None else float(newest)
+
+    def prune_results(self, before_mjd: float, batch: int = PRUNE_BATCH) -> Iterator[int]:
+        """Deletes classifications (and their probabilities) of alerts observed before `before_mjd`,
+        oldest first, `batch` rows per transaction; yields the rows deleted by each step."""
+        while True:
+            with self._lock, self._connection() as conn:
+                cur = conn.cursor()
+                cur.execute(self._sql("SELECT id FROM classifications WHERE mjd < ? ORDER BY mjd LIMIT ?"),
+                            (before_mjd, batch))
+                ids = sorted(r[0] for r in cur.fetchall())  # key order, as in upsert: no deadlock
+                if not ids:
+                    return
+                marks = ",".join("?" * len(ids))
+                cur.execute(self._sql(f"DELETE FROM probabilities WHERE classification_id IN ({marks})"), ids)
+                cur.execute(self._sql(f"DELETE FROM classifications WHERE id IN ({marks})"), ids)
+            yield len(ids)
+
+    def prune_history(self, before_mjd: float, batch: int = PRUNE_BATCH) -> Iterator[int]:
+        """Deletes kept detections observed before `before_mjd`; yields the rows deleted per step.
+
+        `sources` has no time index (it would double the cost of every write), so this sweeps the
+        primary key once, a range of about `batch` rows per transaction: O(rows) in all."""
+        highest = 2**63 - 1
+        lower, bound = -(2**63), "dia_object_id >= ?"  # the first step includes the lowest id
+        while True:
+            with self._lock, self._connection() as conn:
+                cur = conn.cursor()
+                # the object `batch` rows further in key order closes this step's range
+                cur.execute(self._sql(f"SELECT dia_object_id FROM sources WHERE {bound} "
+                                      "ORDER BY dia_object_id, mjd, dia_source_id LIMIT 1 OFFSET ?"),
+                            (lower, batch))
+                row = cur.fetchone()
+                upper = highest if row is None else int(row[0])
+                cur.execute(self._sql(f"DELETE FROM sources WHERE {bound} AND dia_object_id <= ? "
+                                      "AND mjd < ?"), (lower, upper, before_mjd))
+                deleted = max(cur.rowcount, 0)
+            yield deleted
+            if row is None:
+                return
+            lower, bound = upper, "dia_object_id > ?"
 
     def count_sources(self) -> int:
         """Detections kept for the light-curve history."""

@@ -183,3 +183,50 @@ def test_concurrent_writers_of_shared_detections_never_deadlock(store):
         t.join(120)
     assert not errors, errors
     assert store.count_sources() == 300 and store.count() == 150
+
+
+def test_prune_results_deletes_old_rows_with_their_probabilities(store):
+    store.upsert([record(i, clf, mjd=60000.0 + i) for i in range(10) for clf in ("rrlyrae", "supernova")])
+    assert store.newest_mjd() == 60009.0
+    steps = list(store.prune_results(60005.0, batch=3))
+    assert sum(steps) == 10 and max(steps) <= 3  # five old alerts x two classifiers, in short steps
+    assert store.count() == 10 and store._count("probabilities") == 20  # no orphan probabilities
+    assert store.source_rows(4) == [] and len(store.source_rows(5)) == 2
+    found = store.query(Query(classifier="rrlyrae", class_id=2323, min_probability=0.5))
+    assert [r["dia_source_id"] for r in found] == [5, 6, 7, 8, 9]
+    assert list(store.prune_results(60005.0)) == []  # nothing left to do
+
+
+def test_prune_history_sweeps_every_object_once(store):
+    # object ids across the whole 64-bit range, including both ends
+    objects = [-(2**63), -5, 0, 3, 2**40, *range(100, 140), 2**63 - 1]
+    store.upsert([], [Detection(1000 * k + i, oid, 60000.0 + i, 1, float(i), 1.0)
+                      for k, oid in enumerate(objects) for i in range(10)])
+    assert store.newest_mjd() == 60009.0  # no results: from the detections
+    deleted = sum(store.prune_history(60006.0, batch=7))
+    assert deleted == 6 * len(objects) and store.count_sources() == 4 * len(objects)
+    history = store.recall(dict.fromkeys(objects, 1e7))
+    assert set(history) == set(objects)
+    assert all(lc.t.tolist() == [60006.0, 60007.0, 60008.0, 60009.0] for lc in history.values())
+    assert sum(store.prune_history(60006.0)) == 0
+
+
+def test_prune_command_counts_back_from_the_newest_observation(tmp_path, monkeypatch, capsys):
+    from service.cli import main
+
+    path = tmp_path / "store.sqlite3"
+    s = Store(path)
+    s.upsert([record(i, mjd=60000.0 + i) for i in range(30)],
+             [Detection(i, 7, 60000.0 + i, 1, 1.0, 1.0) for i in range(30)])
+    s.close()
+    monkeypatch.setenv("ALERT_CLASSIFIER_STORE_DSN", str(path))
+    assert main(["prune", "--results-days", "10", "--history-days", "20", "--batch", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert "results: 19 rows observed before MJD 60019.000 deleted" in out
+    assert "history: 9 rows observed before MJD 60009.000 deleted" in out
+    assert "[prune] results:" in err  # progress while it runs
+    s = Store(path)
+    assert s.count() == 11 and s.count_sources() == 21
+    s.close()
+    assert main(["prune"]) == 2  # says what to pass
+    assert "pass --results-days" in capsys.readouterr().err
