@@ -20,7 +20,7 @@ from sklearn.metrics import roc_auc_score
 
 from models import features
 from models.taxonomy import LABELS, RESIDUAL, RR_LYRAE, SN_IA, SUPERNOVA_CLASSES
-from models.train import datasets
+from models.train import datasets, synthetic
 from models.train.export import export_model
 
 #: 1.1.0: alias-resolved best period (and the Fourier shape at it) added to the features
@@ -29,7 +29,8 @@ from models.train.export import export_model
 #: Rubin would detect; training views also in two random bands
 #: 1.3.0: also trained on whole histories (the store keeps every detection beyond an alert's year)
 #: 1.4.0: EROS-1 labels that contradict the LMC's distance left out of the rrlyrae training
-MODEL_VERSION = "1.4.0"
+#: 1.5.0: rrlyrae also trained on OGLE-III pulsators rendered with Rubin's cadence (synthetic.py)
+MODEL_VERSION = "1.5.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -44,6 +45,10 @@ HOLDOUT_FRACTION = 0.3
 RRL_MIN_POINTS = 8
 SN_MIN_POINTS = 2
 SN_CLASSES = (*SUPERNOVA_CLASSES, RESIDUAL)
+REAL_SOURCES = ("sesar", "eros")  # real light curves (PLAsTiCC is simulated, ogle3 synthetic)
+# The synthetic pulsators' share: each of their two groups (RR Lyrae, others) weighs this much of
+# a real survey's class (chosen by cross-validation on the training split: see the README).
+SYNTHETIC_WEIGHT = 0.1
 
 
 def progress(msg: str) -> None:
@@ -76,6 +81,10 @@ class Views:
     @property
     def source(self) -> np.ndarray:
         return np.array([c.source for c in self.curves])
+
+    def __add__(self, other: Views) -> Views:
+        X = None if self.X is None or other.X is None else np.vstack([self.X, other.X])
+        return Views(self.curves + other.curves, np.concatenate([self.kind, other.kind]), X)
 
     def subset(self, mask: np.ndarray) -> Views:
         idx = np.flatnonzero(mask)
@@ -134,6 +143,18 @@ def fit(X: np.ndarray, y: np.ndarray, seed: int, weights: np.ndarray | None = No
     return model.fit(X, y, sample_weight=weights)
 
 
+def _from(views: Views, *sources: str) -> np.ndarray:
+    """Views whose source is one of `sources` (prefixes: "eros" covers every EROS-1 class)."""
+    return np.array([s.startswith(sources) for s in views.source], dtype=bool)
+
+
+def rrl_weights(y: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Balanced weights, the synthetic pulsators' groups scaled by SYNTHETIC_WEIGHT."""
+    weights = balanced_weights(y, source)
+    weights[np.array([s.startswith("ogle3") for s in source], dtype=bool)] *= SYNTHETIC_WEIGHT
+    return weights
+
+
 def balanced_weights(y: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Each (survey, class) group weighs the same in total: real surveys are not drowned by PLAsTiCC."""
     keys = np.array([f"{s}|{c}" for s, c in zip(source, y, strict=True)])
@@ -187,7 +208,7 @@ def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray,
     classes = list(SN_CLASSES)
     p_sn = proba[:, :len(SUPERNOVA_CLASSES)].sum(axis=1)
     is_sn = np.isin(y, SUPERNOVA_CLASSES)
-    real_var = np.array([not s.startswith("plasticc") for s in source]) & ~is_sn
+    real_var = np.array([s.startswith(REAL_SOURCES) for s in source]) & ~is_sn
     out = {"n": len(y), "sn_recall": round(float((p_sn[is_sn] >= 0.5).mean()), 4) if is_sn.any() else None,
            "sn_auc": round(float(roc_auc_score(is_sn, p_sn)), 4) if 0 < is_sn.sum() < len(y) else None,
            "sn_calibration_error": round(ece(p_sn, is_sn), 4)}
@@ -228,6 +249,17 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         train_c += a
         test_c += b
     train, test = make_views(train_c, rng, band_subsets=True), make_views(test_c, rng)
+    # Synthetic pulsators: their own generators, so the real surveys' views stay as they were.
+    if (data_dir / "ogle3-variable-catalog").is_dir():
+        sets["ogle3"] = synthetic.pulsator_curves(datasets.load_ogle3(data_dir),
+                                                  [(c.t, c.band) for c in sets["plasticc"]],
+                                                  np.random.default_rng(seed + 100))
+        progress(f"  ogle3: {len(sets['ogle3'])} pulsators rendered with PLAsTiCC's cadences")
+        a, b = split_by_object(sets["ogle3"], seed + 100)
+        train += make_views(a, np.random.default_rng(seed + 101), band_subsets=True)
+        test += make_views(b, np.random.default_rng(seed + 102))
+    else:
+        progress("  no OGLE-III catalogue: rrlyrae trained without synthetic pulsators")
     progress(f"views: {len(train.curves)} train, {len(test.curves)} held out; extracting features...")
     t0 = time.monotonic()
     train.X = _extract_with_progress(train.curves)
@@ -243,14 +275,17 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     rrl_train = rrl_train.subset(~rrl_train.doubted)
     y = rrl_train.y == RR_LYRAE
     progress(f"fitting rrlyrae on {len(y)} views ({y.sum()} RR Lyrae)")
-    rrl = fit(rrl_train.X, y.astype(int), seed, balanced_weights(y, rrl_train.source))
+    rrl = fit(rrl_train.X, y.astype(int), seed, rrl_weights(y, rrl_train.source))
     prob = rrl.predict_proba(rrl_test.X)[:, 1]
     truth = rrl_test.y == RR_LYRAE
     metrics = {"held_out_all": rrl_metrics(prob, truth)}
     for src in ("plasticc", "sesar", "eros"):
-        m = np.array([s.startswith(src) for s in rrl_test.source])
+        m = _from(rrl_test, src)
         metrics[f"held_out_{src}"] = rrl_metrics(prob[m], truth[m])
-    real = np.array([not s.startswith("plasticc") for s in rrl_test.source])
+    if "ogle3" in sets:
+        m = _from(rrl_test, "ogle3")
+        metrics["held_out_ogle3_synthetic"] = rrl_metrics(prob[m], truth[m])
+    real = _from(rrl_test, *REAL_SOURCES)
     metrics["held_out_real"] = rrl_metrics(prob[real], truth[real])
     n_points = np.array([len(c.t) for c in rrl_test.curves])
     for at_least in (20, 40):  # reporting only: the model and its min_points stay as they are
@@ -261,7 +296,7 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         metrics[f"held_out_real_{kind}_alerts"] = rrl_metrics(prob[m], truth[m])
     # the same without the held-out stars whose labels contradict their luminosity
     sure = ~rrl_test.doubted
-    eros = np.array([s.startswith("eros") for s in rrl_test.source])
+    eros = _from(rrl_test, "eros")
     metrics["held_out_eros_audited_labels"] = rrl_metrics(prob[eros & sure], truth[eros & sure])
     metrics["held_out_real_audited_labels"] = rrl_metrics(prob[real & sure], truth[real & sure])
     for kind in ("latest", "window", "early", "history"):
@@ -269,11 +304,11 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         metrics[f"held_out_real_{kind}_alerts_audited_labels"] = rrl_metrics(prob[m], truth[m])
 
     # across surveys: trained without EROS, tested on every EROS view whose label is not in doubt
-    no_eros = np.array([not s.startswith("eros") for s in rrl_train.source])
+    no_eros = ~_from(rrl_train, "eros")
     rrl_ne = fit(rrl_train.X[no_eros], y[no_eros].astype(int), seed,
-                 balanced_weights(y[no_eros], rrl_train.source[no_eros]))
+                 rrl_weights(y[no_eros], rrl_train.source[no_eros]))
     sure_test = rrl_test.subset(sure)
-    eros_all = np.concatenate([[s.startswith("eros") for s in v.source] for v in (rrl_train, sure_test)])
+    eros_all = np.concatenate([_from(v, "eros") for v in (rrl_train, sure_test)])
     X_all = np.vstack([rrl_train.X, sure_test.X])
     y_all = np.concatenate([rrl_train.y, sure_test.y]) == RR_LYRAE
     metrics["cross_survey_trained_without_eros_tested_on_eros"] = rrl_metrics(
@@ -284,16 +319,24 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         rrl_ztf = rrl.predict_proba(ztf.X[[len(c.t) >= RRL_MIN_POINTS for c in ztf.curves]])[:, 1]
         metrics["external_ztf_30_sne"] = {
             "n": len(rrl_ztf), "false_positive_rate": round(float((rrl_ztf >= 0.5).mean()), 4)}
+    training_data = _training_description(sets, rrl_train) | {"label_audit": _label_audit(sets)}
+    if "ogle3" in sets:
+        training_data["synthetic"] = ("OGLE-III pulsators in PLAsTiCC's cadences (models/train/"
+                                      f"synthetic.py), weight {SYNTHETIC_WEIGHT} of a real survey's class")
     cards["rrlyrae"] = export_model(
         rrl, name="rrlyrae", version=version, out_dir=out_dir, class_ids=[RESIDUAL, RR_LYRAE],
         X_check=rrl_test.X, metrics=metrics, min_points=RRL_MIN_POINTS,
         description="RR Lyrae (2323) vs everything else (200): HistGradientBoosting on scale-free "
                     "light-curve features.",
-        training_data=_training_description(sets, rrl_train) | {"label_audit": _label_audit(sets)})
+        training_data=training_data)
 
     # --- supernova-like vs everything else, and the SN type ---
-    sn_train = train.subset(np.array([len(c.t) >= SN_MIN_POINTS for c in train.curves]))
-    sn_test = test.subset(np.array([len(c.t) >= SN_MIN_POINTS for c in test.curves]))
+    def for_sn(views: Views) -> Views:
+        # the synthetic pulsators are for the RR Lyrae model: the supernova model is trained as before
+        return views.subset(np.array([len(c.t) >= SN_MIN_POINTS for c in views.curves])
+                            & ~_from(views, "ogle3"))
+
+    sn_train, sn_test = for_sn(train), for_sn(test)
     ysn = np.where(np.isin(sn_train.y, SUPERNOVA_CLASSES), sn_train.y, RESIDUAL)
     progress(f"fitting supernova on {len(ysn)} views")
     sn = fit(sn_train.X, ysn, seed, balanced_weights(ysn, sn_train.source))
@@ -319,7 +362,7 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         X_check=sn_test.X, metrics=sn_m, min_points=SN_MIN_POINTS,
         description="Supernova-like vs everything else; within SNe the type (Ia, Ib/c, II, SLSN); "
                     "remaining mass on Residual (200). Trained on full and early light curves.",
-        training_data=_training_description(sets, sn_train))
+        training_data=_training_description({k: v for k, v in sets.items() if k != "ogle3"}, sn_train))
     return cards
 
 
