@@ -40,7 +40,7 @@ class Curve:
                      self.class_id, self.source, self.object_id, self.detected[mask], self.label_doubt)
 
 
-def _mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> Curve | None:
+def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> Curve | None:
     """Magnitudes of a real survey -> Rubin-like difference fluxes (against the per-band median),
     keeping the epochs that difference imaging would have detected."""
     t, mag, err, band = map(np.asarray, (t, mag, err, band))
@@ -99,7 +99,7 @@ def load_sesar(data_dir: Path) -> list[Curve]:
                 mag.append(rows[:, 3 + 3 * b])
                 err.append(rows[:, 4 + 3 * b])
                 band.append(np.full(len(rows), b))
-            curve = _mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
+            curve = mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
                                             np.concatenate(band), RR_LYRAE, "sesar",
                                             "sesar-" + Path(member.name).stem)
             if curve is not None:
@@ -153,7 +153,7 @@ def load_eros(data_dir: Path) -> list[Curve]:
             mag.append(_parse_list(row[f"light_points_{suffix}"]))
             err.append(_parse_list(row[f"error_points_{suffix}"]))
             band.append(np.full(len(tt), b))
-        curve = _mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
+        curve = mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
                                         np.concatenate(band), class_id, f"eros-{kind}", f"eros-{oid}")
         if curve is not None:
             curve.label_doubt = doubts[oid]

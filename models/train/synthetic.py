@@ -5,7 +5,7 @@ anomalous), delta Scuti and long-period variables, the period, the I-band amplit
 shape (R21, phi21, R31, phi31). Each star drawn here becomes a 3-harmonic light curve with that
 period and shape, sampled at the epochs and bands of a PLAsTiCC object (Rubin's simulated cadence),
 with Rubin-like photometric noise, and turned into difference fluxes like the real surveys
-(`datasets._mag_to_difference_flux`). They teach the RR Lyrae model what separates RR Lyrae from
+(`datasets.mag_to_difference_flux`). They teach the RR Lyrae model what separates RR Lyrae from
 the pulsators whose periods overlap theirs, which no other training set here shows with Rubin's
 cadence (PLAsTiCC has no Cepheids; EROS-1 only its own photographic cadence).
 """
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from models.taxonomy import NON_SN_OTHER, RR_LYRAE
-from models.train.datasets import NJY_ZP, Curve, _mag_to_difference_flux
+from models.train.datasets import NJY_ZP, Curve, mag_to_difference_flux
 
 # Stars drawn per OGLE-III type (all of a type when it has fewer).
 PER_TYPE = {"RRLyr": 2500, "Cep": 1500, "T2Cep": 600, "aCep": 100, "DSCT": 800, "LPV": 800}
@@ -44,7 +44,7 @@ def pulsator_curve(period: float, amplitude_i: float, shape: Sequence[float], t:
                    source: str, object_id: str) -> Curve | None:
     """One star's light curve at the given epochs and bands: `shape` = (R21, phi21, R31, phi31)
     (NaN: a pure sinusoid), `amplitude_i` the I-band peak-to-peak in magnitudes. None when Rubin
-    would not see it change (see `_mag_to_difference_flux`)."""
+    would not see it change (see `mag_to_difference_flux`)."""
     r21, phi21, r31, phi31 = (0.0 if not np.isfinite(v) else float(v) for v in shape)
     phi1 = rng.uniform(0, 2 * np.pi)
     one_cycle = fourier_shape(np.linspace(0, 1, 256), r21, phi21, r31, phi31, phi1)
@@ -55,7 +55,7 @@ def pulsator_curve(period: float, amplitude_i: float, shape: Sequence[float], t:
     sigma = np.hypot(10 ** (-0.4 * (SINGLE_VISIT_DEPTH - NJY_ZP)) / 5, SYSTEMATIC_MAG * flux)
     observed = flux + rng.normal(0.0, sigma)
     ok = observed > 0  # a negative total flux has no magnitude
-    return _mag_to_difference_flux(t[ok], NJY_ZP - 2.5 * np.log10(observed[ok]),
+    return mag_to_difference_flux(t[ok], NJY_ZP - 2.5 * np.log10(observed[ok]),
                                    2.5 / np.log(10) * sigma[ok] / observed[ok], band[ok], class_id,
                                    source, object_id)
 
