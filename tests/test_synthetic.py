@@ -60,3 +60,16 @@ def test_stars_are_drawn_per_type_with_their_labels():
     assert {c.class_id for c in curves if c.source == "ogle3-rr_lyrae"} == {RR_LYRAE}
     assert {c.class_id for c in curves if c.source == "ogle3-other"} == {NON_SN_OTHER}
     assert "ogle3-OGLE-6" not in by_id
+
+
+def test_synthetic_groups_weigh_a_fraction_of_a_real_surveys_class():
+    from models.train.train import SYNTHETIC_WEIGHT, rrl_weights
+
+    source = np.array(["eros-rr_lyrae"] * 10 + ["eros-cepheid"] * 30 + ["ogle3-rr_lyrae"] * 50
+                      + ["ogle3-other"] * 200)
+    y = np.char.endswith(source.astype(str), "rr_lyrae")
+    w = rrl_weights(y, source)
+    totals = {s: w[source == s].sum() for s in np.unique(source)}
+    assert np.isclose(totals["eros-rr_lyrae"], totals["eros-cepheid"])  # real groups balanced
+    for s in ("ogle3-rr_lyrae", "ogle3-other"):
+        assert np.isclose(totals[s], SYNTHETIC_WEIGHT * totals["eros-rr_lyrae"])
