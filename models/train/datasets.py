@@ -8,7 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -156,8 +156,7 @@ def load_eros(data_dir: Path) -> list[Curve]:
         curve = mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
                                         np.concatenate(band), class_id, f"eros-{kind}", f"eros-{oid}")
         if curve is not None:
-            curve.label_doubt = doubts[oid]
-            curves.append(curve)
+            curves.append(replace(curve, label_doubt=doubts[oid]))
     return curves
 
 

@@ -148,15 +148,15 @@ def fit(X: np.ndarray, y: np.ndarray, seed: int, weights: np.ndarray | None = No
     return model.fit(X, y, sample_weight=weights)
 
 
-def _from(views: Views, *sources: str) -> np.ndarray:
-    """Views whose source is one of `sources` (prefixes: "eros" covers every EROS-1 class)."""
-    return np.array([s.startswith(sources) for s in views.source], dtype=bool)
+def _from(source: np.ndarray, *prefixes: str) -> np.ndarray:
+    """Which sources start with one of `prefixes` ("eros" covers every EROS-1 class)."""
+    return np.array([s.startswith(prefixes) for s in source], dtype=bool)
 
 
 def rrl_weights(y: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Balanced weights, the synthetic pulsators' groups scaled by SYNTHETIC_WEIGHT."""
     weights = balanced_weights(y, source)
-    weights[np.array([s.startswith("ogle3") for s in source], dtype=bool)] *= SYNTHETIC_WEIGHT
+    weights[_from(source, "ogle3")] *= SYNTHETIC_WEIGHT
     return weights
 
 
@@ -213,7 +213,7 @@ def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray,
     classes = list(SN_CLASSES)
     p_sn = proba[:, :len(SUPERNOVA_CLASSES)].sum(axis=1)
     is_sn = np.isin(y, SUPERNOVA_CLASSES)
-    real_var = np.array([s.startswith(REAL_SOURCES) for s in source]) & ~is_sn
+    real_var = _from(source, *REAL_SOURCES) & ~is_sn
     out = {"n": len(y), "sn_recall": round(float((p_sn[is_sn] >= 0.5).mean()), 4) if is_sn.any() else None,
            "sn_auc": round(float(roc_auc_score(is_sn, p_sn)), 4) if 0 < is_sn.sum() < len(y) else None,
            "sn_calibration_error": round(ece(p_sn, is_sn), 4)}
@@ -285,12 +285,12 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     truth = rrl_test.y == RR_LYRAE
     metrics = {"held_out_all": rrl_metrics(prob, truth)}
     for src in ("plasticc", "sesar", "eros"):
-        m = _from(rrl_test, src)
+        m = _from(rrl_test.source, src)
         metrics[f"held_out_{src}"] = rrl_metrics(prob[m], truth[m])
     if "ogle3" in sets:
-        m = _from(rrl_test, "ogle3")
+        m = _from(rrl_test.source, "ogle3")
         metrics["held_out_ogle3_synthetic"] = rrl_metrics(prob[m], truth[m])
-    real = _from(rrl_test, *REAL_SOURCES)
+    real = _from(rrl_test.source, *REAL_SOURCES)
     metrics["held_out_real"] = rrl_metrics(prob[real], truth[real])
     n_points = np.array([len(c.t) for c in rrl_test.curves])
     for at_least in (20, 40):  # reporting only: the model and its min_points stay as they are
@@ -301,7 +301,7 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         metrics[f"held_out_real_{kind}_alerts"] = rrl_metrics(prob[m], truth[m])
     # the same without the held-out stars whose labels contradict their luminosity
     sure = ~rrl_test.doubted
-    eros = _from(rrl_test, "eros")
+    eros = _from(rrl_test.source, "eros")
     metrics["held_out_eros_audited_labels"] = rrl_metrics(prob[eros & sure], truth[eros & sure])
     metrics["held_out_real_audited_labels"] = rrl_metrics(prob[real & sure], truth[real & sure])
     for kind in ("latest", "window", "early", "history"):
@@ -309,11 +309,11 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         metrics[f"held_out_real_{kind}_alerts_audited_labels"] = rrl_metrics(prob[m], truth[m])
 
     # across surveys: trained without EROS, tested on every EROS view whose label is not in doubt
-    no_eros = ~_from(rrl_train, "eros")
+    no_eros = ~_from(rrl_train.source, "eros")
     rrl_ne = fit(rrl_train.X[no_eros], y[no_eros].astype(int), seed,
                  rrl_weights(y[no_eros], rrl_train.source[no_eros]))
     sure_test = rrl_test.subset(sure)
-    eros_all = np.concatenate([_from(v, "eros") for v in (rrl_train, sure_test)])
+    eros_all = np.concatenate([_from(v.source, "eros") for v in (rrl_train, sure_test)])
     X_all = np.vstack([rrl_train.X, sure_test.X])
     y_all = np.concatenate([rrl_train.y, sure_test.y]) == RR_LYRAE
     metrics["cross_survey_trained_without_eros_tested_on_eros"] = rrl_metrics(
@@ -339,7 +339,7 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     def for_sn(views: Views) -> Views:
         # the synthetic pulsators are for the RR Lyrae model: the supernova model is trained as before
         return views.subset(np.array([len(c.t) >= SN_MIN_POINTS for c in views.curves])
-                            & ~_from(views, "ogle3"))
+                            & ~_from(views.source, "ogle3"))
 
     sn_train, sn_test = for_sn(train), for_sn(test)
     ysn = np.where(np.isin(sn_train.y, SUPERNOVA_CLASSES), sn_train.y, RESIDUAL)
