@@ -34,10 +34,14 @@ class Curve:
     detected: np.ndarray
     #: why the label is doubted ("" when it is not): see `lmc_label_doubts`
     label_doubt: str = ""
+    #: the simulation's true redshift (PLAsTiCC; NaN elsewhere): for training augmentation
+    #: (nearer.py), never a feature, as Rubin's alerts carry none
+    redshift: float = float("nan")
 
     def window(self, mask: np.ndarray) -> Curve:
         return Curve(self.t[mask], self.flux[mask], self.flux_err[mask], self.band[mask],
-                     self.class_id, self.source, self.object_id, self.detected[mask], self.label_doubt)
+                     self.class_id, self.source, self.object_id, self.detected[mask], self.label_doubt,
+                     self.redshift)
 
 
 def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> Curve | None:
@@ -71,6 +75,7 @@ def load_plasticc(data_dir: Path) -> list[Curve]:
     meta = pd.read_csv(folder / "plasticc_train_metadata.csv.gz", skipinitialspace=True)
     meta.columns = [c.strip() for c in meta.columns]
     target = dict(zip(meta["object_id"].astype(int), meta["target"].astype(int), strict=True))
+    redshift = dict(zip(meta["object_id"].astype(int), meta["true_z"].astype(float), strict=True))
     lcs = pd.read_csv(folder / "plasticc_train_lightcurves.csv.gz")
     curves = []
     for oid, g in lcs.groupby("object_id", sort=True):
@@ -81,7 +86,7 @@ def load_plasticc(data_dir: Path) -> list[Curve]:
             continue
         curves.append(Curve(g["mjd"].to_numpy(), g["flux"].to_numpy(), g["flux_err"].to_numpy(),
                             g["passband"].to_numpy().astype(np.int8), class_id, "plasticc",
-                            f"plasticc-{oid}", detected))
+                            f"plasticc-{oid}", detected, redshift=redshift[int(oid)]))
     return curves
 
 

@@ -6,6 +6,8 @@ alert stream shows: up to one year of history (Rubin's prvDiaSources window) and
 first few detections; and, for objects seen over more than a year, their whole history of detections,
 which the service's light-curve store gives once it has kept the object's earlier alerts.
 
+The supernova model also learns from PLAsTiCC's extragalactic training objects seen at a lower
+redshift (nearer.py): the bright supernovae real surveys type are nearer than PLAsTiCC's.
 The RR Lyrae model also learns from OGLE-III pulsators rendered with Rubin's cadence (synthetic.py)
 and leaves out EROS-1 labels that contradict the star's luminosity (datasets.lmc_label_doubts);
 its held-out metrics come with and without those labels. (The audit's cut widths were compared on
@@ -25,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from models import features
 from models.taxonomy import LABELS, RESIDUAL, RR_LYRAE, SN_IA, SUPERNOVA_CLASSES
-from models.train import datasets, synthetic
+from models.train import datasets, nearer, synthetic
 from models.train.export import export_model
 
 #: 1.1.0: alias-resolved best period (and the Fourier shape at it) added to the features
@@ -35,7 +37,8 @@ from models.train.export import export_model
 #: 1.3.0: also trained on whole histories (the store keeps every detection beyond an alert's year)
 #: 1.4.0: EROS-1 labels that contradict the LMC's distance left out of the rrlyrae training
 #: 1.5.0: rrlyrae also trained on OGLE-III pulsators rendered with Rubin's cadence (synthetic.py)
-MODEL_VERSION = "1.5.0"
+#: 1.6.0: supernova also trained on PLAsTiCC's extragalactic objects seen nearer (nearer.py)
+MODEL_VERSION = "1.6.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -205,11 +208,30 @@ def rrl_metrics(prob: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> 
             "at_contamination_0.05": completeness_at_contamination(prob, truth, 0.05)}
 
 
+def auc_interval(truth: np.ndarray, score: np.ndarray, groups: np.ndarray, seed: int,
+                 n_boot: int = 2000, level: float = 0.9) -> list[float] | None:
+    """Bootstrap interval of an AUC, resampling whole objects (`groups`): views of one object are not
+    independent. For small external sets, where one object moves the AUC by several points."""
+    uniq, inv = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
+    rng, aucs = np.random.default_rng(seed), []
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(len(uniq), size=len(uniq))])
+        if 0 < truth[idx].sum() < len(idx):
+            aucs.append(roc_auc_score(truth[idx], score[idx]))
+    if not aucs:
+        return None
+    lo, hi = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
+    return [round(float(lo), 4), round(float(hi), 4)]
+
+
 WELL_SAMPLED_POINTS = 20  # detections: where a supernova's type shows (rise, peak, decline, colours)
 
 
 def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray,
-               n_points: np.ndarray | None = None) -> dict:
+               n_points: np.ndarray | None = None, objects: np.ndarray | None = None) -> dict:
+    """Supernova-vs-rest and type metrics; with `objects` (small sets), 90% bootstrap intervals of
+    the Ia vs CC AUCs over objects."""
     classes = list(SN_CLASSES)
     p_sn = proba[:, :len(SUPERNOVA_CLASSES)].sum(axis=1)
     is_sn = np.isin(y, SUPERNOVA_CLASSES)
@@ -226,11 +248,16 @@ def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray,
         truth_ia = y[sn] == SN_IA
         if 0 < truth_ia.sum() < sn.sum():
             out["ia_vs_cc_auc"] = round(float(roc_auc_score(truth_ia, p_ia)), 4)
+            if objects is not None:
+                out["ia_vs_cc_auc_90ci"] = auc_interval(truth_ia, p_ia, objects[sn], seed=0)
         if n_points is not None:  # reported beside the figure over every view, not instead of it
             well = n_points[sn] >= WELL_SAMPLED_POINTS
             if 0 < truth_ia[well].sum() < well.sum():
-                out[f"ia_vs_cc_auc_{WELL_SAMPLED_POINTS}_detections_or_more"] = {
-                    "n": int(well.sum()), "auc": round(float(roc_auc_score(truth_ia[well], p_ia[well])), 4)}
+                key = f"ia_vs_cc_auc_{WELL_SAMPLED_POINTS}_detections_or_more"
+                auc = roc_auc_score(truth_ia[well], p_ia[well])
+                out[key] = {"n": int(well.sum()), "auc": round(float(auc), 4)}
+                if objects is not None:
+                    out[key]["90ci"] = auc_interval(truth_ia[well], p_ia[well], objects[sn][well], seed=0)
     pred = np.array(classes)[np.argmax(proba, axis=1)]
     out["per_class"] = {LABELS[c]: {"n": int((y == c).sum()),
                                     "recall": round(float((pred[y == c] == c).mean()), 4) if (y == c).any()
@@ -341,10 +368,22 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         return views.subset(np.array([len(c.t) >= SN_MIN_POINTS for c in views.curves])
                             & ~_from(views.source, "ogle3"))
 
-    sn_train, sn_test = for_sn(train), for_sn(test)
+    # PLAsTiCC's extragalactic objects seen nearer (nearer.py), for this model only; the held-out
+    # objects seen nearer are reported apart, never mixed into the held-out figures above
+    near_train = make_views(nearer.nearer_curves(c for c in train_c if c.source == "plasticc"),
+                            np.random.default_rng(seed + 200), band_subsets=True)
+    near_test = make_views(nearer.nearer_curves(c for c in test_c if c.source == "plasticc"),
+                           np.random.default_rng(seed + 201))
+    progress(f"seen nearer: {len(near_train.curves)} train, {len(near_test.curves)} held-out views")
+    near_train.X = _extract_with_progress(near_train.curves)
+    near_test.X = _extract_with_progress(near_test.curves)
+    sn_train, sn_test = for_sn(train + near_train), for_sn(test)
     ysn = np.where(np.isin(sn_train.y, SUPERNOVA_CLASSES), sn_train.y, RESIDUAL)
     progress(f"fitting supernova on {len(ysn)} views")
-    sn = fit(sn_train.X, ysn, seed, balanced_weights(ysn, sn_train.source))
+    # objects seen nearer are views of PLAsTiCC's objects: balanced within PLAsTiCC's groups, so they
+    # do not shift the balance between supernovae and the rest
+    survey = np.array([s.removesuffix(nearer.SOURCE_SUFFIX) for s in sn_train.source])
+    sn = fit(sn_train.X, ysn, seed, balanced_weights(ysn, survey))
     order = [list(sn.classes_).index(c) for c in SN_CLASSES]
     proba = sn.predict_proba(sn_test.X)[:, order]
     ytest = np.where(np.isin(sn_test.y, SUPERNOVA_CLASSES), sn_test.y, RESIDUAL)
@@ -356,18 +395,26 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     gr.X = features.extract(gr.curves, n_jobs=-1)
     sn_m |= _sn_metrics_early_and_full("held_out_g_r_only", sn.predict_proba(gr.X)[:, order],
                                        ytest[keep], gr)
+    near_test = for_sn(near_test)
+    y_near = np.where(np.isin(near_test.y, SUPERNOVA_CLASSES), near_test.y, RESIDUAL)
+    sn_m |= _sn_metrics_early_and_full("held_out_seen_nearer", sn.predict_proba(near_test.X)[:, order],
+                                       y_near, near_test)
     progress(f"supernova held-out: recall {sn_m['held_out_all']['sn_recall']}, "
              f"Ia-vs-CC AUC {sn_m['held_out_all'].get('ia_vs_cc_auc')}")
     if ztf is not None:
         sn_m |= _sn_metrics_early_and_full("external_ztf_30_sne", sn.predict_proba(ztf.X)[:, order],
-                                           ztf.y, ztf)
+                                           ztf.y, ztf, intervals=True)
         progress(f"supernova on 30 real ZTF SNe: recall {sn_m['external_ztf_30_sne_all']['sn_recall']}")
     cards["supernova"] = export_model(
         sn, name="supernova", version=version, out_dir=out_dir, class_ids=list(sn.classes_),
         X_check=sn_test.X, metrics=sn_m, min_points=SN_MIN_POINTS,
         description="Supernova-like vs everything else; within SNe the type (Ia, Ib/c, II, SLSN); "
-                    "remaining mass on Residual (200). Trained on full and early light curves.",
-        training_data=_training_description({k: v for k, v in sets.items() if k != "ogle3"}, sn_train))
+                    "remaining mass on Residual (200). Trained on full and early light curves, and on "
+                    "PLAsTiCC's objects seen nearer.",
+        training_data=_training_description({k: v for k, v in sets.items() if k != "ogle3"}, sn_train)
+        | {"seen_nearer": f"PLAsTiCC's extragalactic training objects at redshift (1 + z) / "
+                          f"{nearer.STRETCH:.3f} - 1 (models/train/nearer.py): each band shows what the "
+                          f"next redder one showed, time {nearer.STRETCH:.3f}x faster"})
     return cards
 
 
@@ -381,10 +428,14 @@ def _external_ztf_sne(data_dir: Path, seed: int) -> Views | None:
     return views
 
 
-def _sn_metrics_early_and_full(prefix: str, proba: np.ndarray, y: np.ndarray, views: Views) -> dict:
-    """sn_metrics on all views, the early ones and the full ones, keyed `<prefix>_all|early|full`."""
+def _sn_metrics_early_and_full(prefix: str, proba: np.ndarray, y: np.ndarray, views: Views,
+                               intervals: bool = False) -> dict:
+    """sn_metrics on all views, the early ones and the full ones, keyed `<prefix>_all|early|full`;
+    with `intervals`, bootstrap intervals of the Ia vs CC AUCs over objects."""
     n_points = np.array([len(c.t) for c in views.curves])
-    return {f"{prefix}_{name}": sn_metrics(proba[m], y[m], views.source[m], n_points[m])
+    objects = np.array([c.object_id for c in views.curves])
+    return {f"{prefix}_{name}": sn_metrics(proba[m], y[m], views.source[m], n_points[m],
+                                           objects[m] if intervals else None)
             for name, m in (("all", np.ones(len(y), bool)), ("early", views.early), ("full", ~views.early))}
 
 
