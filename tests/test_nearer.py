@@ -51,3 +51,17 @@ def test_objects_too_near_or_without_redshift_stay_out():
     assert nearer.seen_nearer(supernova(just_far_enough)) is not None
     curves = [supernova(0.5), supernova(0.1), supernova(float("nan"))]
     assert [c.redshift for c in nearer.nearer_curves(curves)] == [pytest.approx(1.5 / nearer.STRETCH - 1)]
+
+
+def test_views_seen_nearer_share_plasticcs_weight_and_pulsators_weigh_as_set():
+    from models.train.train import SN_SYNTHETIC_WEIGHT, sn_weights
+
+    source = np.array(["plasticc"] * 40 + ["plasticc-nearer"] * 60 + ["eros-cepheid"] * 30
+                      + ["ogle3-other"] * 90)
+    y = np.array([SN_IA] * 20 + [200] * 20 + [SN_IA] * 50 + [200] * 10 + [200] * 120)
+    w = sn_weights(y, source)
+    plasticc = np.char.startswith(source.astype(str), "plasticc")
+    ia, rest = w[plasticc & (y == SN_IA)].sum(), w[plasticc & (y == 200)].sum()
+    assert np.isclose(ia, rest)  # 70 Ia views and 30 others of one survey: as balanced as before
+    assert np.isclose(w[source == "eros-cepheid"].sum(), ia)
+    assert np.isclose(w[source == "ogle3-other"].sum(), SN_SYNTHETIC_WEIGHT * ia)
