@@ -11,8 +11,8 @@ redshift (nearer.py): the bright supernovae real surveys type are nearer than PL
 Both models also learn from OGLE-III pulsators rendered with Rubin's cadence (synthetic.py), the
 supernova model as negatives at a small weight. The RR Lyrae model leaves out EROS-1 labels that
 contradict the star's luminosity (datasets.lmc_label_doubts); its held-out metrics come with and
-without those labels. (The audit's cut widths were compared on
-held-out views and the widest, not the best-scoring, was kept: see the README.)
+without those labels. (The audit's cut widths were compared on held-out views and the widest, not
+the best-scoring, was kept: see the README.)
 """
 
 from __future__ import annotations
