@@ -27,7 +27,8 @@ from models.train.datasets import Curve
 
 # Effective wavelengths of Rubin's u, g, r, i, z, y filters (Angstrom).
 BAND_CENTRES = np.array([3671.0, 4827.0, 6223.0, 7546.0, 8691.0, 9712.0])
-STRETCH = float(np.sqrt(BAND_CENTRES[2] / BAND_CENTRES[1] * BAND_CENTRES[3] / BAND_CENTRES[2]))  # 1.25
+# the geometric mean of r/g and i/r, which is sqrt(i/g): 1.25
+STRETCH = float(np.sqrt(BAND_CENTRES[3] / BAND_CENTRES[1]))
 MIN_REDSHIFT = 0.01  # nearer than this, one band's shift would move the object past us
 SOURCE_SUFFIX = "-nearer"
 

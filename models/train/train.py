@@ -165,19 +165,22 @@ def _from(source: np.ndarray, *prefixes: str) -> np.ndarray:
 
 
 def rrl_weights(y: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Balanced weights, the synthetic pulsators' groups scaled by SYNTHETIC_WEIGHT."""
-    weights = balanced_weights(y, source)
-    weights[_from(source, "ogle3")] *= SYNTHETIC_WEIGHT
-    return weights
+    """Weights for the RR Lyrae model: see `survey_weights`."""
+    return survey_weights(y, source, SYNTHETIC_WEIGHT)
 
 
 def sn_weights(y: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Balanced weights for the supernova model. Objects seen nearer are views of PLAsTiCC's objects:
-    they share PLAsTiCC's groups, so they do not shift the balance between supernovae and the rest;
-    the synthetic pulsators' groups are scaled by SN_SYNTHETIC_WEIGHT."""
+    """Weights for the supernova model: see `survey_weights`."""
+    return survey_weights(y, source, SN_SYNTHETIC_WEIGHT)
+
+
+def survey_weights(y: np.ndarray, source: np.ndarray, synthetic_weight: float) -> np.ndarray:
+    """Balanced over (survey, class) groups, the synthetic pulsators' groups scaled by
+    `synthetic_weight`. Objects seen nearer are views of PLAsTiCC's objects: they share PLAsTiCC's
+    groups, so they do not shift the balance between supernovae and the rest."""
     survey = np.array([s.removesuffix(nearer.SOURCE_SUFFIX) for s in source])
     weights = balanced_weights(y, survey)
-    weights[_from(survey, "ogle3")] *= SN_SYNTHETIC_WEIGHT
+    weights[_from(survey, "ogle3")] *= synthetic_weight
     return weights
 
 
