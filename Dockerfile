@@ -10,11 +10,11 @@ RUN useradd --create-home --uid 10001 app && mkdir -p /data && chown app /data
 WORKDIR /app
 
 # Dependencies first (a layer that changes rarely), then the code and the model artefacts.
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml constraints.txt README.md LICENSE ./
 COPY streaming ./streaming
 COPY models ./models
 COPY service ./service
-RUN pip install .
+RUN pip install -c constraints.txt .
 
 USER app
 EXPOSE 8000

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.taxonomy import RR_LYRAE, SN_IA, SUPERNOVA_CLASSES
+from models.taxonomy import RR_LYRAE, SLSN, SN_IA, SN_IBC, SN_II, SUPERNOVA_CLASSES
 from models.train import colours, datasets
-from models.train.train import completeness_at_contamination, make_views, split_by_object
+from models.train.train import completeness_at_contamination, make_views, sn_metrics, split_by_object
 
 pytestmark = pytest.mark.data
 
@@ -82,6 +82,22 @@ def test_completeness_at_contamination_picks_the_best_allowed_threshold():
     # no false positive allowed: only the first two
     assert completeness_at_contamination(prob, truth, 0.0) == {"completeness": 0.5, "threshold": 0.9}
     assert completeness_at_contamination(prob, np.zeros(7, bool), 0.05)["completeness"] is None
+
+
+def test_sn_metrics_take_ia_vs_cc_apart_by_type():
+    # p(Ia | SN): Ia 0.9 / 0.7, Ib/c 0.8 / 0.6 (interleaved with Ia), II 0.1 / 0.2, SLSN 0.3 (one object)
+    p_ia = np.array([0.9, 0.7, 0.8, 0.6, 0.1, 0.2, 0.3])
+    y = np.array([SN_IA, SN_IA, SN_IBC, SN_IBC, SN_II, SN_II, SLSN])
+    proba = np.zeros((len(y), 5))  # columns: Ia, Ib/c, II, SLSN, Residual (SN_CLASSES)
+    proba[:, 0], proba[:, 1] = p_ia, 1 - p_ia  # all mass on supernovae: p(Ia | SN) = p_ia
+    objects = np.array(["a", "b", "c", "d", "e", "f", "g"])
+    m = sn_metrics(proba, y, np.full(len(y), "ztf"), objects=objects)
+    each = m["ia_vs_each_cc_type"]
+    assert each["SN Ib/c"]["auc"] == 0.75  # 3 of 4 (Ia, Ib/c) pairs in order
+    assert each["SN II"]["auc"] == 1.0 and each["SLSN"]["auc"] == 1.0
+    assert m["ia_vs_cc_auc"] == round(9 / 10, 4)  # the Ib/c pair out of order is the only miss
+    assert each["SN II"]["objects"] == 2 and "90ci" not in each["SN II"]  # too few objects to resample
+    assert "90ci" not in each["SLSN"] and m["ia_vs_cc_auc_90ci"] is not None  # the whole has one
 
 
 def test_eros_labels_in_doubt_are_the_luminosity_outliers(shared_data):

@@ -271,6 +271,8 @@ def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray,
             out["ia_vs_cc_auc"] = round(float(roc_auc_score(truth_ia, p_ia)), 4)
             if objects is not None:
                 out["ia_vs_cc_auc_90ci"] = auc_interval(truth_ia, p_ia, objects[sn], seed=0)
+            out["ia_vs_each_cc_type"] = _ia_vs_each_type(p_ia, y[sn],
+                                                         None if objects is None else objects[sn])
         if n_points is not None:  # reported beside the figure over every view, not instead of it
             well = n_points[sn] >= WELL_SAMPLED_POINTS
             if 0 < truth_ia[well].sum() < well.sum():
@@ -286,6 +288,26 @@ def sn_metrics(proba: np.ndarray, y: np.ndarray, source: np.ndarray,
                                     "precision": round(float((y[pred == c] == c).mean()), 4)
                                     if (pred == c).any() else None}
                         for c in classes}
+    return out
+
+
+MIN_OBJECTS_FOR_INTERVAL = 3  # resampling one or two objects gives an interval of nothing
+
+
+def _ia_vs_each_type(p_ia: np.ndarray, y: np.ndarray, objects: np.ndarray | None) -> dict:
+    """The Ia vs CC AUC taken apart: Ia against each other type alone. Where the confusion lies
+    (Ib/c light curves resemble Ia ones; II and SLSN differ in duration and colour)."""
+    out = {}
+    for cc in SUPERNOVA_CLASSES[1:]:
+        m = np.isin(y, (SN_IA, cc))
+        if (y == SN_IA).any() and (y == cc).any():
+            truth = y[m] == SN_IA
+            entry = {"n": int((y == cc).sum()), "auc": round(float(roc_auc_score(truth, p_ia[m])), 4)}
+            if objects is not None:  # small sets: how many objects, and an interval once there are a few
+                entry["objects"] = len(np.unique(objects[y == cc]))
+                if entry["objects"] >= MIN_OBJECTS_FOR_INTERVAL:
+                    entry["90ci"] = auc_interval(truth, p_ia[m], objects[m], seed=0)
+            out[LABELS[cc]] = entry
     return out
 
 
