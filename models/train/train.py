@@ -311,7 +311,30 @@ def _ia_vs_each_type(p_ia: np.ndarray, y: np.ndarray, objects: np.ndarray | None
     return out
 
 
+@dataclass
+class TrainingSet:
+    """What both models learn from and are judged on: the objects split by survey, their views with
+    features (the synthetic pulsators' views included), and the external ZTF supernovae."""
+    seed: int
+    sets: dict[str, list[datasets.Curve]]
+    train_c: list[datasets.Curve]  # the surveys' training objects (not the synthetic pulsators)
+    test_c: list[datasets.Curve]
+    train: Views
+    test: Views
+    ztf: Views | None  # ALeRCE's 30 real ZTF supernovae (never trained on), None without the data
+
+    @property
+    def with_pulsators(self) -> bool:
+        return "ogle3" in self.sets
+
+
 def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODEL_VERSION) -> dict:
+    ts = load_training_set(data_dir, seed)
+    return {"rrlyrae": train_rrlyrae(ts, out_dir, version),
+            "supernova": train_supernova(ts, out_dir, version)}
+
+
+def load_training_set(data_dir: Path, seed: int) -> TrainingSet:
     rng = np.random.default_rng(seed)
     progress(f"loading datasets from {data_dir}")
     sets = {"plasticc": datasets.load_plasticc(data_dir), "sesar": datasets.load_sesar(data_dir),
@@ -334,30 +357,63 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
         train += make_views(a, np.random.default_rng(seed + 101), band_subsets=True)
         test += make_views(b, np.random.default_rng(seed + 102))
     else:
-        progress("  no OGLE-III catalogue: rrlyrae trained without synthetic pulsators")
+        progress("  no OGLE-III catalogue: both models trained without synthetic pulsators")
     progress(f"views: {len(train.curves)} train, {len(test.curves)} held out; extracting features...")
     t0 = time.monotonic()
     train.X = _extract_with_progress(train.curves)
     test.X = _extract_with_progress(test.curves)
     progress(f"features in {time.monotonic() - t0:.0f} s")
+    return TrainingSet(seed, sets, train_c, test_c, train, test, _external_ztf_sne(data_dir, seed))
 
-    cards = {}
-    # --- RR Lyrae vs everything else ---
-    rrl_train = train.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in train.curves]))
-    rrl_test = test.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in test.curves]))
+
+def train_rrlyrae(ts: TrainingSet, out_dir: Path, version: str) -> dict:
+    """RR Lyrae vs everything else: fit, judge on the held-out views and across surveys, export."""
+    rrl_train = ts.train.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in ts.train.curves]))
+    rrl_test = ts.test.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in ts.test.curves]))
     # Labels that contradict physics teach the model to call Cepheid-like curves RR Lyrae and the
     # reverse; they stay in the held-out metrics, which come with and without them.
     rrl_train = rrl_train.subset(~rrl_train.doubted)
     y = rrl_train.y == RR_LYRAE
     progress(f"fitting rrlyrae on {len(y)} views ({y.sum()} RR Lyrae)")
-    rrl = fit(rrl_train.X, y.astype(int), seed, rrl_weights(y, rrl_train.source))
-    prob = rrl.predict_proba(rrl_test.X)[:, 1]
+    rrl = fit(rrl_train.X, y.astype(int), ts.seed, rrl_weights(y, rrl_train.source))
+    metrics = _rrl_held_out_metrics(rrl.predict_proba(rrl_test.X)[:, 1], rrl_test, ts.with_pulsators)
+
+    # across surveys: trained without EROS, tested on every EROS view whose label is not in doubt
+    no_eros = ~_from(rrl_train.source, "eros")
+    rrl_ne = fit(rrl_train.X[no_eros], y[no_eros].astype(int), ts.seed,
+                 rrl_weights(y[no_eros], rrl_train.source[no_eros]))
+    sure_test = rrl_test.subset(~rrl_test.doubted)
+    eros_all = np.concatenate([_from(v.source, "eros") for v in (rrl_train, sure_test)])
+    X_all = np.vstack([rrl_train.X, sure_test.X])
+    y_all = np.concatenate([rrl_train.y, sure_test.y]) == RR_LYRAE
+    metrics["cross_survey_trained_without_eros_tested_on_eros"] = rrl_metrics(
+        rrl_ne.predict_proba(X_all[eros_all])[:, 1], y_all[eros_all])
+    progress(f"rrlyrae held-out real: {metrics['held_out_real']}")
+    if ts.ztf is not None:
+        rrl_ztf = rrl.predict_proba(ts.ztf.X[[len(c.t) >= RRL_MIN_POINTS for c in ts.ztf.curves]])[:, 1]
+        metrics["external_ztf_30_sne"] = {
+            "n": len(rrl_ztf), "false_positive_rate": round(float((rrl_ztf >= 0.5).mean()), 4)}
+    training_data = _training_description(ts.sets, rrl_train) | {"label_audit": _label_audit(ts.sets)}
+    if ts.with_pulsators:
+        training_data["synthetic"] = ("OGLE-III pulsators in PLAsTiCC's cadences (models/train/"
+                                      f"synthetic.py), weight {SYNTHETIC_WEIGHT} of a real survey's class")
+    return export_model(
+        rrl, name="rrlyrae", version=version, out_dir=out_dir, class_ids=[RESIDUAL, RR_LYRAE],
+        X_check=rrl_test.X, metrics=metrics, min_points=RRL_MIN_POINTS,
+        description="RR Lyrae (2323) vs everything else (200): HistGradientBoosting on scale-free "
+                    "light-curve features.",
+        training_data=training_data)
+
+
+def _rrl_held_out_metrics(prob: np.ndarray, rrl_test: Views, with_pulsators: bool) -> dict:
+    """The rrlyrae card's held-out figures: by survey, by kind of view, by number of points, and
+    on real surveys with and without the labels in doubt."""
     truth = rrl_test.y == RR_LYRAE
     metrics = {"held_out_all": rrl_metrics(prob, truth)}
     for src in ("plasticc", "sesar", "eros"):
         m = _from(rrl_test.source, src)
         metrics[f"held_out_{src}"] = rrl_metrics(prob[m], truth[m])
-    if "ogle3" in sets:
+    if with_pulsators:
         m = _from(rrl_test.source, "ogle3")
         metrics["held_out_ogle3_synthetic"] = rrl_metrics(prob[m], truth[m])
     real = _from(rrl_test.source, *REAL_SOURCES)
@@ -377,50 +433,29 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     for kind in ("latest", "window", "early", "history"):
         m = real & sure & (rrl_test.kind == kind)
         metrics[f"held_out_real_{kind}_alerts_audited_labels"] = rrl_metrics(prob[m], truth[m])
+    return metrics
 
-    # across surveys: trained without EROS, tested on every EROS view whose label is not in doubt
-    no_eros = ~_from(rrl_train.source, "eros")
-    rrl_ne = fit(rrl_train.X[no_eros], y[no_eros].astype(int), seed,
-                 rrl_weights(y[no_eros], rrl_train.source[no_eros]))
-    sure_test = rrl_test.subset(sure)
-    eros_all = np.concatenate([_from(v.source, "eros") for v in (rrl_train, sure_test)])
-    X_all = np.vstack([rrl_train.X, sure_test.X])
-    y_all = np.concatenate([rrl_train.y, sure_test.y]) == RR_LYRAE
-    metrics["cross_survey_trained_without_eros_tested_on_eros"] = rrl_metrics(
-        rrl_ne.predict_proba(X_all[eros_all])[:, 1], y_all[eros_all])
-    progress(f"rrlyrae held-out real: {metrics['held_out_real']}")
-    ztf = _external_ztf_sne(data_dir, seed)
-    if ztf is not None:
-        rrl_ztf = rrl.predict_proba(ztf.X[[len(c.t) >= RRL_MIN_POINTS for c in ztf.curves]])[:, 1]
-        metrics["external_ztf_30_sne"] = {
-            "n": len(rrl_ztf), "false_positive_rate": round(float((rrl_ztf >= 0.5).mean()), 4)}
-    training_data = _training_description(sets, rrl_train) | {"label_audit": _label_audit(sets)}
-    if "ogle3" in sets:
-        training_data["synthetic"] = ("OGLE-III pulsators in PLAsTiCC's cadences (models/train/"
-                                      f"synthetic.py), weight {SYNTHETIC_WEIGHT} of a real survey's class")
-    cards["rrlyrae"] = export_model(
-        rrl, name="rrlyrae", version=version, out_dir=out_dir, class_ids=[RESIDUAL, RR_LYRAE],
-        X_check=rrl_test.X, metrics=metrics, min_points=RRL_MIN_POINTS,
-        description="RR Lyrae (2323) vs everything else (200): HistGradientBoosting on scale-free "
-                    "light-curve features.",
-        training_data=training_data)
 
-    # --- supernova-like vs everything else, and the SN type ---
-    def for_sn(views: Views, synthetic: bool = False) -> Views:
-        """Views the supernova model can judge; the synthetic pulsators only where asked (training)."""
-        keep = np.array([len(c.t) >= SN_MIN_POINTS for c in views.curves])
-        return views.subset(keep if synthetic else keep & ~_from(views.source, "ogle3"))
+def _for_sn(views: Views, synthetic: bool = False) -> Views:
+    """Views the supernova model can judge; the synthetic pulsators only where asked (training)."""
+    keep = np.array([len(c.t) >= SN_MIN_POINTS for c in views.curves])
+    return views.subset(keep if synthetic else keep & ~_from(views.source, "ogle3"))
 
+
+def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
+    """Supernova-like vs everything else, and the SN type: fit (with the objects seen nearer and
+    the pulsators as negatives), judge on held-out views, in g and r only and on real ZTF, export."""
+    seed = ts.seed
     # PLAsTiCC's extragalactic objects seen nearer (nearer.py), for this model only; the held-out
-    # objects seen nearer are reported apart, never mixed into the held-out figures above
-    near_train = make_views(nearer.nearer_curves(c for c in train_c if c.source == "plasticc"),
+    # objects seen nearer are reported apart, never mixed into the held-out figures
+    near_train = make_views(nearer.nearer_curves(c for c in ts.train_c if c.source == "plasticc"),
                             np.random.default_rng(seed + 200), band_subsets=True)
-    near_test = make_views(nearer.nearer_curves(c for c in test_c if c.source == "plasticc"),
+    near_test = make_views(nearer.nearer_curves(c for c in ts.test_c if c.source == "plasticc"),
                            np.random.default_rng(seed + 201))
     progress(f"seen nearer: {len(near_train.curves)} train, {len(near_test.curves)} held-out views")
     near_train.X = _extract_with_progress(near_train.curves)
     near_test.X = _extract_with_progress(near_test.curves)
-    sn_train, sn_test = for_sn(train + near_train, synthetic=True), for_sn(test)
+    sn_train, sn_test = _for_sn(ts.train + near_train, synthetic=True), _for_sn(ts.test)
     ysn = np.where(np.isin(sn_train.y, SUPERNOVA_CLASSES), sn_train.y, RESIDUAL)
     progress(f"fitting supernova on {len(ysn)} views")
     sn = fit(sn_train.X, ysn, seed, sn_weights(ysn, sn_train.source))
@@ -432,34 +467,33 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     gr, keep = _in_bands(sn_test, (1, 2))
     sn_m |= _sn_metrics_early_and_full("held_out_g_r_only", sn.predict_proba(gr.X)[:, order],
                                        ytest[keep], gr)
-    near_test = for_sn(near_test)
+    near_test = _for_sn(near_test)
     y_near = np.where(np.isin(near_test.y, SUPERNOVA_CLASSES), near_test.y, RESIDUAL)
     sn_m |= _sn_metrics_early_and_full("held_out_seen_nearer", sn.predict_proba(near_test.X)[:, order],
                                        y_near, near_test)
-    if "ogle3" in sets:  # held-out synthetic pulsators: how many the model calls supernovae
-        pulsators = test.subset(_from(test.source, "ogle3") & np.array([len(c.t) >= SN_MIN_POINTS
-                                                                        for c in test.curves]))
+    if ts.with_pulsators:  # held-out synthetic pulsators: how many the model calls supernovae
+        pulsators = ts.test.subset(_from(ts.test.source, "ogle3") & np.array(
+            [len(c.t) >= SN_MIN_POINTS for c in ts.test.curves]))
         sn_m["held_out_ogle3_synthetic_called_sn"] = _called_sn(sn, order, pulsators)
     progress(f"supernova held-out: recall {sn_m['held_out_all']['sn_recall']}, "
              f"Ia-vs-CC AUC {sn_m['held_out_all'].get('ia_vs_cc_auc')}")
-    if ztf is not None:
-        sn_m |= _sn_metrics_early_and_full("external_ztf_30_sne", sn.predict_proba(ztf.X)[:, order],
-                                           ztf.y, ztf, intervals=True)
+    if ts.ztf is not None:
+        sn_m |= _sn_metrics_early_and_full("external_ztf_30_sne", sn.predict_proba(ts.ztf.X)[:, order],
+                                           ts.ztf.y, ts.ztf, intervals=True)
         progress(f"supernova on 30 real ZTF SNe: recall {sn_m['external_ztf_30_sne_all']['sn_recall']}")
-    cards["supernova"] = export_model(
+    return export_model(
         sn, name="supernova", version=version, out_dir=out_dir, class_ids=list(sn.classes_),
         X_check=sn_test.X, metrics=sn_m, min_points=SN_MIN_POINTS,
         description="Supernova-like vs everything else; within SNe the type (Ia, Ib/c, II, SLSN); "
                     "remaining mass on Residual (200). Trained on full and early light curves, on "
                     "PLAsTiCC's objects seen nearer and on synthetic pulsators as negatives.",
-        training_data=_training_description(sets, sn_train) | {
+        training_data=_training_description(ts.sets, sn_train) | {
             "synthetic": (f"OGLE-III pulsators in PLAsTiCC's cadences (models/train/synthetic.py) as "
                           f"negatives, weight {SN_SYNTHETIC_WEIGHT} of a real survey's class")
-            if "ogle3" in sets else "none: no OGLE-III catalogue in the data directory",
+            if ts.with_pulsators else "none: no OGLE-III catalogue in the data directory",
             "seen_nearer": f"PLAsTiCC's extragalactic training objects at redshift (1 + z) / "
                            f"{nearer.STRETCH:.3f} - 1 (models/train/nearer.py): each band shows what "
                            f"the next redder one showed, time {nearer.STRETCH:.3f}x faster"})
-    return cards
 
 
 def _called_sn(model, order: list[int], views: Views) -> dict:
