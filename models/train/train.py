@@ -472,8 +472,8 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     sn_m |= _sn_metrics_early_and_full("held_out_seen_nearer", sn.predict_proba(near_test.X)[:, order],
                                        y_near, near_test)
     if ts.with_pulsators:  # held-out synthetic pulsators: how many the model calls supernovae
-        pulsators = ts.test.subset(_from(ts.test.source, "ogle3") & np.array(
-            [len(c.t) >= SN_MIN_POINTS for c in ts.test.curves]))
+        judged = _for_sn(ts.test, synthetic=True)
+        pulsators = judged.subset(_from(judged.source, "ogle3"))
         sn_m["held_out_ogle3_synthetic_called_sn"] = _called_sn(sn, order, pulsators)
     progress(f"supernova held-out: recall {sn_m['held_out_all']['sn_recall']}, "
              f"Ia-vs-CC AUC {sn_m['held_out_all'].get('ia_vs_cc_auc')}")
