@@ -66,6 +66,13 @@ class MissingField(DecodeError):
     reason = "missing_field"
 
 
+class InvalidValue(DecodeError):
+    """A well-formed packet whose values cannot be right: NaN or infinite coordinates or times,
+    out-of-range coordinates, absurd ids. Retrying cannot help: a dead letter."""
+
+    reason = "invalid_value"
+
+
 class SchemaMismatch(DecodeError):
     """Well-formed input whose values do not fit the schema (wrong types, out of range)."""
 
@@ -77,6 +84,29 @@ class LightCurveError(AlertClassifierError):
 
     reason = "bad_light_curve"
     http_status = 422
+
+
+class StoreRejected(AlertClassifierError):
+    """The store refused the data itself (an integrity or data error): retrying the same rows
+    cannot help, so the worker finds the alerts behind them and dead-letters them."""
+
+    reason = "store_rejected"
+    http_status = 422
+
+
+class OutputRejected(AlertClassifierError):
+    """The output topic refused a record for good (e.g. too large): dead-lettered like the above."""
+
+    reason = "output_rejected"
+    http_status = 500
+
+
+class ProcessingError(AlertClassifierError):
+    """An unexpected failure while classifying one alert (a bug met by this alert's data): the
+    alert is dead-lettered with the error text, the rest of its batch goes on."""
+
+    reason = "processing_error"
+    http_status = 500
 
 
 # --- configuration and artefacts: permanent, the operator must act ----------------------------
@@ -98,7 +128,18 @@ class BrokerError(AlertClassifierError):
     transient = True
 
 
+class SchemaRegistryUnavailable(AlertClassifierError):
+    """The schema registry could not answer (network error, 5xx): the batch is retried, its alerts
+    are not dead-lettered because the registry blinked. A 404 is `UnknownSchema`, permanent."""
+
+    reason = "schema_registry_unavailable"
+    http_status = 503
+    transient = True
+
+
 class StoreError(AlertClassifierError):
+    """The store is unreachable or busy (connection lost, database locked, timeout)."""
+
     reason = "store_error"
     http_status = 503
     transient = True

@@ -395,6 +395,18 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
         return _extract(curves, n_jobs)
 
 
+# Curves per call of a Rust extractor: it holds the GIL for the whole call, so an HTTP server's
+# event loop sharing the process would wait for all of a 500-curve batch (~200 ms); chunks of 32
+# keep that wait ~10 ms at no measurable cost (bench/feature_bench.py).
+MANY_CHUNK = 32
+
+
+def _many(extractor, items: list, n_jobs: int) -> np.ndarray:
+    return np.concatenate([extractor.many(items[i:i + MANY_CHUNK], fill_value=np.nan, sorted=True,
+                                          check=False, n_jobs=n_jobs)
+                           for i in range(0, len(items), MANY_CHUNK)])
+
+
 def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     n = len(curves)
     out = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
@@ -405,14 +417,12 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
 
     shape_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_SHAPE]
     if shape_idx:
-        out[shape_idx, :len(SHAPE_NAMES)] = _SHAPE.many(
-            [std[i] for i in shape_idx], fill_value=np.nan, sorted=True, check=False, n_jobs=n_jobs)
+        out[shape_idx, :len(SHAPE_NAMES)] = _many(_SHAPE, [std[i] for i in shape_idx], n_jobs)
 
     period_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_PERIOD]
     periods = np.full((n, 2 * N_PEAKS), np.nan)  # (period, signal-to-noise) per peak
     if period_idx:
-        periods[period_idx] = _PERIOD.many([std[i] for i in period_idx], fill_value=np.nan,
-                                           sorted=True, check=False, n_jobs=n_jobs)
+        periods[period_idx] = _many(_PERIOD, [std[i] for i in period_idx], n_jobs)
     # Reference band for the supernova fit: the one with most points.
     ref = []
     for c in curves:
@@ -426,8 +436,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     bazin_idx = [i for i, r in enumerate(ref) if len(r[0]) >= 6]
     bazin = np.full((n, 6), np.nan)
     if bazin_idx:
-        bazin[bazin_idx] = _BAZIN.many([ref[i] for i in bazin_idx], fill_value=np.nan, sorted=True,
-                                       check=False, n_jobs=n_jobs)
+        bazin[bazin_idx] = _many(_BAZIN, [ref[i] for i in bazin_idx], n_jobs)
 
     col = len(SHAPE_NAMES)
     for i, curve in enumerate(curves):

@@ -93,11 +93,16 @@ class LoadedModel:
                                       f"too few points: {int(n_points[i])} < {self.min_points}"))
                 continue
             p = proba[j].astype(np.float64)
+            j += 1
+            if not np.isfinite(p).all() or p.sum() <= 0:  # features beyond what the model can judge
+                results.append(Result(self.name, self.version,
+                                      [{"classId": NOT_CLASSIFIED, "probability": 1.0}],
+                                      "the model gave no finite probabilities for these features"))
+                continue
             p = p / p.sum()
             results.append(Result(self.name, self.version,
                                   [{"classId": c, "probability": round(float(v), 6)}
                                    for c, v in zip(self.class_ids, p, strict=True)]))
-            j += 1
         return results
 
 

@@ -8,8 +8,11 @@ Handlers are thin: parse, call the pipeline or the store, encode. Errors share o
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,8 @@ from streaming.decode import Decoder
 from streaming.kafka import broker
 
 STATIC = Path(__file__).with_name("static")
+log = logging.getLogger("alert_classifier.api")
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 @dataclass
@@ -44,6 +49,8 @@ class AppState:
     worker: Worker | None = None
     worker_thread: threading.Thread | None = None
     worker_error: str | None = None
+    # classify requests in progress, off the event loop; bounded (settings.max_concurrent_classify)
+    classify_slots: threading.BoundedSemaphore | None = None
 
 
 def error_body(status: int, reason: str, message: str, field_name: str | None = None) -> dict:
@@ -56,8 +63,13 @@ def create_app(settings: Settings | None = None, *, consume: bool = False,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The event loop needs the GIL a dozen times per request; with a CPU-bound thread beside it
+        # (classify work, the worker in `run`) each wait lasts up to the switch interval: 5 ms by
+        # default, ~70 ms per probe in all. 0.5 ms keeps probes fast at no measurable cost to the work.
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         state = AppState(settings, registry or Registry(), store or Store(settings.store_location),
-                         make_decoder(settings), Metrics())
+                         make_decoder(settings), Metrics(),
+                         classify_slots=threading.BoundedSemaphore(settings.max_concurrent_classify))
         for name, model in state.registry.models.items():
             model.on_inference = _inference_observer(state.metrics, name)
         app.state.core = state
@@ -102,6 +114,7 @@ def _start_worker(state: AppState) -> None:
     metrics = state.metrics
     worker = make_worker(state.settings, state.bootstrap, registry=state.registry, store=state.store,
                          observer=metrics.observe_batch)
+    metrics.watch_worker(worker.stalled_seconds)
 
     def run() -> None:
         try:
@@ -118,7 +131,9 @@ def _start_worker(state: AppState) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AlertClassifierError)
     async def _domain(_request: Request, exc: AlertClassifierError) -> JSONResponse:
-        return JSONResponse(error_body(exc.http_status, exc.reason, str(exc)), status_code=exc.http_status)
+        headers = {"Retry-After": "5"} if exc.transient else None  # the store or registry blinked
+        return JSONResponse(error_body(exc.http_status, exc.reason, str(exc)), status_code=exc.http_status,
+                            headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,12 +145,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        reason = exc.headers.get("x-reason", "http_error") if exc.headers else "http_error"
-        return JSONResponse(error_body(exc.status_code, reason, str(exc.detail)), status_code=exc.status_code)
+        headers = dict(exc.headers or {})
+        reason = headers.pop("x-reason", "http_error")  # ours; WWW-Authenticate, Retry-After... go out
+        return JSONResponse(error_body(exc.status_code, reason, str(exc.detail)), status_code=exc.status_code,
+                            headers=headers or None)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        body = error_body(500, "internal_error", f"{type(exc).__name__}: {exc}")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log; the client learns nothing of the internals.
+        incident = uuid.uuid4().hex[:12]
+        log.error("unhandled error %s on %s %s", incident, request.method, request.url.path,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        body = error_body(500, "internal_error", f"internal error {incident}: see the service log")
         return JSONResponse(body, status_code=500)
 
 

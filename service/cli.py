@@ -136,6 +136,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
         start_http_server(settings.metrics_port, registry=metrics.registry)
     worker = make_worker(settings, settings.kafka_bootstrap_servers, observer=metrics.observe_batch)
+    metrics.watch_worker(worker.stalled_seconds)
     worker.install_signal_handlers()
     stats = worker.run(max_messages=args.max_messages)
     print(f"stopped after {stats.total()} messages: classified {stats.total('classified')}, "

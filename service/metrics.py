@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, Histogram
@@ -42,6 +42,12 @@ class Metrics:
                                    ["direction"], registry=r)
         self.classes = PromCounter("alert_classifier_top_class_total", "Top class of stored results",
                                    ["classifier", "class_id"], registry=r)
+        self.stalled = Gauge("alert_classifier_worker_stalled_seconds",
+                             "How long the worker has retried one batch (store, broker or schema registry "
+                             "unreachable), once past the stall threshold; 0 when it flows",
+                             registry=r)
+        self.classify_in_progress = Gauge("alert_classifier_classify_in_progress",
+                                          "HTTP classify requests being worked on", registry=r)
         self.http_requests = PromCounter("alert_classifier_http_requests_total", "HTTP requests",
                                          ["method", "route", "status"], registry=r)
         self.http_latency = Histogram("alert_classifier_http_request_seconds", "HTTP request time",
@@ -53,6 +59,10 @@ class Metrics:
         self.totals: Counter = Counter()
         self.class_mix: Counter = Counter()
         self.lag_by_partition: dict[int, int] = {}
+
+    def watch_worker(self, stalled_seconds: Callable[[], float]) -> None:
+        """The stall gauge reads the worker when scraped: it rises while a batch is stuck."""
+        self.stalled.set_function(stalled_seconds)
 
     def observe_batch(self, outcome: BatchOutcome, messages: Sequence[Message], sink_s: float,
                       lag: dict[int, int] | None = None) -> None:

@@ -30,6 +30,7 @@ def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None
     config = WorkerConfig(bootstrap=bootstrap, topic=settings.alert_topic, group=settings.consumer_group,
                           output_topic=settings.output_topic, dead_letter_topic=settings.dead_letter_topic,
                           broker_version=package_version(), batch_size=settings.batch_size,
-                          output_format=settings.output_format, keep_history=settings.keep_history)
+                          output_format=settings.output_format, keep_history=settings.keep_history,
+                          stall_after_s=settings.stall_after_s)
     return Worker(config, registry or Registry(), store or Store(settings.store_location),
                   make_decoder(settings), observer)

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     output_format: str = Field("avro", pattern="^(avro|json)$",
                                description="Output topic encoding: brokerClassification Avro or JSON.")
 
+    stall_after_s: float = Field(60.0, gt=0, description="A batch retried (store, broker or schema "
+                                 "registry unreachable) for longer than this marks the worker stalled: "
+                                 "/readyz answers 503 and alert_classifier_worker_stalled_seconds rises.")
+    max_concurrent_classify: int = Field(2, ge=1, description="Classify requests worked on at once, off "
+                                         "the event loop; more get 503 with Retry-After.")
+
     keep_history: bool = Field(True, description="Keep every detection per object and classify alerts on "
                                                  "their whole history, not only the 12 months an alert "
                                                  "carries (RR Lyrae need years).")

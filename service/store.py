@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import StoreError
+from models.errors import StoreError, StoreRejected
 from streaming.lightcurve import LightCurve
 from streaming.pipeline import ClassificationRecord, Detection
 
@@ -119,6 +119,20 @@ COLUMNS = ("id", "dia_source_id", "classifier", "version", "dia_object_id", "ale
            "kafka_partition", "kafka_offset", "alert_timestamp_ms", "ingest_timestamp_ms")
 
 
+def _rejects_the_data(exc: Exception) -> bool:
+    """Permanent: the rows themselves are refused (constraint, value out of range, unbindable
+    value); retrying the same rows cannot help. Everything else (connection lost, database
+    locked, timeout) is transient."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.DataError | ValueError | TypeError | OverflowError):
+        return True
+    module = type(exc).__module__
+    if module.startswith("psycopg"):
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.IntegrityError | psycopg.errors.DataError)
+    return False
+
+
 def unit_vector(ra_deg: float, dec_deg: float) -> tuple[float, float, float]:
     ra, dec = math.radians(ra_deg), math.radians(dec_deg)
     return math.cos(dec) * math.cos(ra), math.cos(dec) * math.sin(ra), math.sin(dec)
@@ -151,6 +165,14 @@ class Query:
     cone: Cone | None = None
     after_id: int = 0  # cursor: rows with a larger id
     limit: int = 100
+
+
+def _row_values(r: ClassificationRecord) -> tuple:
+    top = max(r.classifications, key=lambda c: c["probability"])
+    return (r.dia_source_id, r.classifier, r.version, r.dia_object_id, r.alert_id, r.ra, r.dec,
+            *unit_vector(r.ra, r.dec), r.mjd, top["classId"], top["probability"],
+            json.dumps(r.classifications, allow_nan=False), r.reason, r.topic, r.partition, r.offset,
+            r.alert_timestamp_ms, r.ingest_timestamp_ms)
 
 
 class Store:
@@ -192,7 +214,7 @@ class Store:
         try:
             yield conn
             conn.commit()
-        except StoreError:
+        except (StoreError, StoreRejected):
             conn.rollback()
             raise
         except Exception as exc:
@@ -200,6 +222,8 @@ class Store:
                 conn.rollback()
             except Exception:  # noqa: BLE001 - the connection itself is gone
                 self._local.conn = None
+            if _rejects_the_data(exc):
+                raise StoreRejected(f"the store refused the data ({type(exc).__name__}): {exc}") from exc
             raise StoreError(f"store operation failed on {self._safe_dsn()}: {exc}") from exc
 
     def _sql(self, sql: str) -> str:
@@ -236,13 +260,10 @@ class Store:
         # during a rebalance) then lock shared keys in the same order and cannot deadlock.
         detections = sorted(detections, key=lambda d: (d.dia_object_id, d.mjd, d.dia_source_id))
         records = sorted(records, key=lambda r: (r.dia_source_id, r.classifier, r.version))
-        rows = []
-        for r in records:
-            top = max(r.classifications, key=lambda c: c["probability"])
-            rows.append((r.dia_source_id, r.classifier, r.version, r.dia_object_id, r.alert_id,
-                         r.ra, r.dec, *unit_vector(r.ra, r.dec), r.mjd, top["classId"],
-                         top["probability"], json.dumps(r.classifications), r.reason, r.topic,
-                         r.partition, r.offset, r.alert_timestamp_ms, r.ingest_timestamp_ms))
+        try:
+            rows = [_row_values(r) for r in records]
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise StoreRejected(f"a result cannot be stored ({type(exc).__name__}): {exc}") from exc
         with self._lock, self._connection() as conn:
             cur = conn.cursor()
             if detections:

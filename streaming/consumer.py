@@ -4,8 +4,12 @@ Loop: consume a batch -> process_batch (decode, light curves + the store's earli
 features, models) -> store upsert (results and new detections)
 -> produce results and dead letters and wait for their acknowledgement -> store the offsets.
 Offsets are stored and committed only after the sinks succeeded (at-least-once); `close()`
-commits the last ones. Transient sink failures are retried with backoff and
-the batch is never dead-lettered for them. SIGTERM/SIGINT finish the current batch and exit.
+commits the last ones. Transient failures (store, broker, schema registry unreachable) are retried
+with backoff and the batch is never dead-lettered for them; a batch retried longer than
+`stall_after_s` marks the worker stalled (readiness and a gauge say so) until it goes through.
+Permanent failures (the store or the output topic refusing a row, an unexpected error on one
+alert's data) are narrowed down to the alerts behind them, which are dead-lettered; the rest go on.
+SIGTERM/SIGINT finish the current batch and exit.
 """
 
 from __future__ import annotations
@@ -21,11 +25,20 @@ from typing import Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from models.errors import AlertClassifierError
+from models.errors import AlertClassifierError, OutputRejected, ProcessingError, StoreRejected
 from models.registry import Registry
 from streaming.decode import Decoder
+from streaming.isolate import combine, dead_letter_units, find_rejected, merged, schema_id_of, units_of
 from streaming.kafka import consumer_config
-from streaming.pipeline import BatchOutcome, ClassificationRecord, Detection, History, Message, process_batch
+from streaming.pipeline import (
+    BatchOutcome,
+    ClassificationRecord,
+    DeadLetter,
+    Detection,
+    History,
+    Message,
+    process_batch,
+)
 from streaming.publish import Publisher
 
 log = logging.getLogger("alert_classifier.worker")
@@ -58,6 +71,8 @@ class WorkerConfig:
     queued_max_kbytes: int = 65536
     # Extend each alert's light curve with the store's earlier detections of the object.
     keep_history: bool = True
+    # A batch retried for longer than this marks the worker stalled (readiness answers 503).
+    stall_after_s: float = 60.0
 
 
 @dataclass
@@ -88,6 +103,9 @@ class Worker:
         self.observer = observer
         self.stats = Stats()
         self.stop_event = threading.Event()
+        # when the batch in hand first failed transiently, and why (None: not retrying)
+        self.retrying_since: float | None = None
+        self.retry_reason: str | None = None
         self.assigned: set[tuple[str, int]] = set()
         self.consumer = Consumer(consumer_config(
             config.bootstrap, config.group, **{"queued.max.messages.kbytes": config.queued_max_kbytes}))
@@ -157,14 +175,14 @@ class Worker:
     # --- one batch ----------------------------------------------------------------------------
 
     def handle(self, messages: list[Message], raw: Sequence) -> BatchOutcome | None:
-        history = self.store if self.config.keep_history else None
         # the history read can meet a transient store failure: retried like the writes
-        outcome = self._retry(lambda: process_batch(messages, self.decoder, self.registry, history=history))
+        outcome = self._retry(lambda: self._process(messages))
         if outcome is STOPPED:
             return None  # stopping mid-retry: offsets not stored, the batch is redone later
         t0 = time.perf_counter()
         if self._retry(lambda: self._write(outcome)) is STOPPED:
             return outcome  # stopping mid-retry: offsets not stored, the batch is redone later
+        self.retrying_since = self.retry_reason = None
         sink_s = time.perf_counter() - t0
         offsets = _next_offsets(raw)
         self.consumer.store_offsets(offsets=offsets)
@@ -178,6 +196,58 @@ class Worker:
         if self.observer is not None:
             self.observer(outcome, messages, sink_s, self.lag())
         return outcome
+
+    def stalled_seconds(self) -> float:
+        """How long the batch in hand has been retried, once that exceeds `stall_after_s`; else 0."""
+        since = self.retrying_since
+        if since is None:
+            return 0.0
+        elapsed = time.monotonic() - since
+        return elapsed if elapsed >= self.config.stall_after_s else 0.0
+
+    def _process(self, messages: list[Message]) -> BatchOutcome:
+        history = self.store if self.config.keep_history else None
+
+        def run(part: Sequence[Message]) -> BatchOutcome:
+            return process_batch(part, self.decoder, self.registry, history=history)
+
+        try:
+            return run(messages)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            log.exception("batch of %d failed permanently; isolating the alerts behind it", len(messages))
+        parts: list[BatchOutcome] = []
+        rejected = find_rejected(messages, lambda part: parts.append(run(part)),
+                                 lambda exc: not _transient(exc))
+        poison = BatchOutcome(dead_letters=[
+            DeadLetter(m, ProcessingError.reason, f"{type(exc).__name__}: {exc}", schema_id_of(m.value))
+            for m, exc in rejected])
+        return combine([*parts, poison])
+
+    def _write(self, outcome: BatchOutcome) -> None:
+        try:
+            self.store.upsert(outcome.records, outcome.detections)
+        except StoreRejected:
+            rejected = find_rejected(units_of(outcome), lambda units: self.store.upsert(*merged(units)),
+                                     lambda exc: isinstance(exc, StoreRejected))
+            log.warning("the store refused %d alert(s): dead-lettered", len(rejected))
+            dead_letter_units(outcome, rejected, StoreRejected.reason)
+        try:
+            self.publisher.publish(outcome.records, outcome.dead_letters)
+            self.publisher.flush()
+        except OutputRejected:
+            rejected = find_rejected(units_of(outcome), self._publish_results,
+                                     lambda exc: isinstance(exc, OutputRejected))
+            log.warning("the output topic refused %d alert(s)' results: dead-lettered", len(rejected))
+            # their store rows stay: the results are right, only the topic would not take them
+            dead_letter_units(outcome, rejected, OutputRejected.reason)
+            self.publisher.publish([], outcome.dead_letters)
+            self.publisher.flush()
+
+    def _publish_results(self, units) -> None:
+        self.publisher.publish(merged(units)[0], [])
+        self.publisher.flush()
 
     def lag(self) -> dict[int, int]:
         """Messages behind the high watermark per assigned partition (cached watermarks: no request)."""
@@ -200,7 +270,7 @@ class Worker:
 
     def _retry(self, action: Callable[[], T]) -> T | object:
         """The action's result, retried with backoff on transient errors; STOPPED if the worker is
-        asked to stop meanwhile."""
+        asked to stop meanwhile. Anything else propagates (the actions isolate permanent ones)."""
         delay = 0.2
         while True:
             try:
@@ -208,7 +278,12 @@ class Worker:
             except AlertClassifierError as exc:
                 if not exc.transient:
                     raise
-                log.warning("transient failure (%s), retrying in %.1f s: %s", exc.reason, delay, exc)
+                if self.retrying_since is None:
+                    self.retrying_since = time.monotonic()
+                self.retry_reason = f"{exc.reason}: {exc}"
+                stalled = self.stalled_seconds()
+                log.warning("transient failure (%s), retrying in %.1f s%s: %s", exc.reason, delay,
+                            f" (stalled for {stalled:.0f} s)" if stalled else "", exc)
             if self.stop_event.wait(delay):
                 return STOPPED
             delay = min(delay * 2, self.config.max_backoff_s)
@@ -226,6 +301,10 @@ class Worker:
             s.dead_letter_reasons[dl.reason] += 1
         s.stage_seconds.update(outcome.stage_seconds)
         s.stage_seconds["sinks"] += sink_s
+
+
+def _transient(exc: Exception) -> bool:
+    return isinstance(exc, AlertClassifierError) and exc.transient
 
 
 def _next_offsets(raw: Sequence) -> list[TopicPartition]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import math
 import struct
 import time
 import urllib.error
@@ -36,8 +37,10 @@ from models.errors import (
     DecodeError,
     EmptyPacket,
     InvalidJson,
+    InvalidValue,
     MissingField,
     SchemaMismatch,
+    SchemaRegistryUnavailable,
     TooShort,
     UnknownSchema,
     WrongMagicByte,
@@ -46,6 +49,9 @@ from models.errors import (
 MAGIC = 0
 REGISTRY_RETRY_S = 60.0
 HEADER = struct.Struct(">bI")  # magic byte, big-endian schema id
+# Plausible observation times, MJD TAI: 1950-01-01 to 2100-01-01 (archival surveys replayed as
+# alerts start in the 1990s; anything outside is a broken value, not an old observation).
+MJD_MIN, MJD_MAX = 33282.0, 88069.0
 
 
 class SchemaVersion(NamedTuple):
@@ -188,16 +194,41 @@ class Alert:
         names = field_names(version)
         try:
             src = record["diaSource"]
-            return cls(version=version, record=record, alert_id=int(record[names.alert_id]),
-                       dia_source_id=int(src["diaSourceId"]), dia_object_id=src.get("diaObjectId"),
-                       ra=float(src["ra"]), dec=float(src[names.dec]), mjd=float(src[names.time]),
-                       band=src.get(names.band))
+            alert = cls(version=version, record=record, alert_id=int(record[names.alert_id]),
+                        dia_source_id=int(src["diaSourceId"]), dia_object_id=src.get("diaObjectId"),
+                        ra=float(src["ra"]), dec=float(src[names.dec]), mjd=float(src[names.time]),
+                        band=src.get(names.band))
         except KeyError as exc:
             raise MissingField(f"required field {exc.args[0]!r} is missing",
                                schema_id=version.schema_id) from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise SchemaMismatch(f"diaSource has a field of the wrong type: {exc}",
                                  schema_id=version.schema_id) from None
+        return alert
+
+    def check_values(self) -> Alert:
+        """The alert itself, or InvalidValue naming the first field whose value cannot be right."""
+        problem = self.invalid_value(field_names(self.version))
+        if problem:
+            raise InvalidValue(problem, schema_id=self.version.schema_id)
+        return self
+
+    def invalid_value(self, names: FieldNames) -> str | None:
+        """What is wrong with the values every stage relies on (position, time, ids), naming the
+        field and value; None when they are sound. Schema types cannot say this: NaN is a double."""
+        checks = (
+            (f"diaSource.ra = {self.ra!r}: must be finite, in [0, 360) degrees",
+             math.isfinite(self.ra) and 0.0 <= self.ra < 360.0),
+            (f"diaSource.{names.dec} = {self.dec!r}: must be finite, in [-90, 90] degrees",
+             math.isfinite(self.dec) and -90.0 <= self.dec <= 90.0),
+            (f"diaSource.{names.time} = {self.mjd!r}: must be a finite MJD in [{MJD_MIN:.0f}, "
+             f"{MJD_MAX:.0f}] (1950-2100)", math.isfinite(self.mjd) and MJD_MIN <= self.mjd <= MJD_MAX),
+            (f"diaSource.diaSourceId = {self.dia_source_id}: must be positive", self.dia_source_id > 0),
+            (f"{names.alert_id} = {self.alert_id}: must be positive", self.alert_id > 0),
+            (f"diaSource.diaObjectId = {self.dia_object_id}: must be positive or null",
+             self.dia_object_id is None or (isinstance(self.dia_object_id, int) and self.dia_object_id > 0)),
+        )
+        return next((message for message, ok in checks if not ok), None)
 
 
 @dataclass
@@ -206,11 +237,14 @@ class Decoder:
 
     default_version: the schema of unframed Avro packets (ELAsTiCC-era streams had no framing);
     None means an unframed packet is an error. registry_url: an optional Confluent schema registry
-    that resolves ids the package does not ship.
+    that resolves ids the package does not ship. check_values: refuse alerts whose position, time or
+    ids cannot be right (`InvalidValue`); off only to test the codec on lsst-alert-packet's fake
+    samples (schemas before 8.0 carry Unix seconds as MJD there).
     """
 
     default_version: SchemaVersion | None = None
     registry_url: str | None = None
+    check_values: bool = True
     _registry_cache: dict[int, dict] = field(default_factory=dict, repr=False)
     _registry_readers: dict[int, _Readers] = field(default_factory=dict, repr=False)
     # ids the registry could not resolve, with when: asked again only after REGISTRY_RETRY_S, so a
@@ -255,13 +289,28 @@ class Decoder:
         return self._registry_readers[schema_id]
 
     def _fetch_from_registry(self, schema_id: int) -> dict:
+        """A 404 (or an answer that is not a schema) is permanent: `UnknownSchema`, a dead letter.
+        A network error, timeout or 5xx is transient: `SchemaRegistryUnavailable`, the batch is retried."""
         url = f"{self.registry_url.rstrip('/')}/schemas/ids/{schema_id}"
         try:
             with urllib.request.urlopen(url, timeout=10) as resp:
                 body = json.load(resp)
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500 or exc.code in (408, 429):
+                raise SchemaRegistryUnavailable(f"schema registry {url} answered {exc.code}: "
+                                                "retrying") from None
+            raise UnknownSchema(f"schema id {schema_id} is unknown to the registry ({url} answered "
+                                f"{exc.code})", schema_id=schema_id) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise SchemaRegistryUnavailable(f"schema registry {url} cannot be reached ({exc}): "
+                                            "retrying; check ALERT_CLASSIFIER_SCHEMA_REGISTRY_URL") from None
+        except ValueError as exc:
+            raise UnknownSchema(f"schema id {schema_id}: {url} did not answer JSON: {exc}",
+                                schema_id=schema_id) from None
+        try:
             return json.loads(body["schema"])
-        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-            raise UnknownSchema(f"schema id {schema_id} could not be fetched from {url}: {exc}",
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnknownSchema(f"schema id {schema_id}: {url} answered no usable schema: {exc}",
                                 schema_id=schema_id) from None
 
     # --- decoding -----------------------------------------------------------------------------
@@ -307,7 +356,8 @@ class Decoder:
         else:
             raise CorruptAvro("bytes left after the record: corrupt packet or the wrong schema id",
                               schema_id=schema_id)
-        return Alert.from_record(record, SchemaVersion.from_id(schema_id))
+        alert = Alert.from_record(record, SchemaVersion.from_id(schema_id))
+        return alert.check_values() if self.check_values else alert
 
     def decode_json(self, data: bytes | str, version: SchemaVersion | None = None) -> Alert:
         """A JSON alert in the shape of the package's `alert.json` samples.
@@ -324,6 +374,8 @@ class Decoder:
         for candidate in reversed(shipped_versions()):
             try:
                 return self.alert_from_dict(record, candidate)
+            except InvalidValue:
+                raise  # it fits this schema; its values are what is wrong
             except DecodeError as exc:
                 first_error = first_error or exc
         raise first_error  # the newest schema's complaint is the most useful one
@@ -351,7 +403,9 @@ class Decoder:
         return self._decode_avro(memoryview(buf.getvalue()), version.schema_id)
 
     def decode_batch(self, messages: Iterable[bytes], *, lean: bool = False) -> list[Alert | DecodeError]:
-        """Many raw messages in; for each an Alert or a DecodeError value. Never raises for bad input."""
+        """Many raw messages in; for each an Alert or a DecodeError value. Never raises for bad input;
+        raises `SchemaRegistryUnavailable` (transient) when the registry cannot answer: the caller
+        retries the batch rather than dead-letter alerts that are fine."""
         out: list[Alert | DecodeError] = []
         for data in messages:
             try:

@@ -1,9 +1,10 @@
 """Alert -> light curve: per-point arrays (t MJD TAI, flux nJy, flux_err nJy, band index).
 
 Built from `diaSource` + `prvDiaSources` (+ `prvDiaForcedSources` on request), deduplicated by
-source id, sorted by time. Points whose flux, error, time or band is null/NaN/unknown are dropped
-and counted, never silently zero-filled. An alert carries 12 months of history; `with_history`
-adds the older detections a store kept from the object's earlier alerts.
+source id, sorted by time. Points whose flux, error, time, band or id is null, NaN, infinite,
+out of range (error <= 0) or unknown are dropped and counted, never silently zero-filled. An alert
+carries 12 months of history; `with_history` adds the older detections a store kept from the
+object's earlier alerts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streaming.decode import Alert, field_names
+from streaming.decode import MJD_MAX, MJD_MIN, Alert, field_names
 
 BANDS = ("u", "g", "r", "i", "z", "y")
 BAND_INDEX = {b: i for i, b in enumerate(BANDS)}
@@ -54,8 +55,19 @@ class LightCurve:
                    n_input=len(order))
 
 
-def _usable(value: object) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+# A difference flux beyond this (brighter than AB magnitude 1.4) is a broken value, not a star:
+# Rubin saturates near magnitude 16.
+FLUX_MAX_NJY = 1e12
+
+
+def _usable(t: object, flux: object, err: object) -> bool:
+    """A point is kept only if every value can be right: finite, a positive error, a plausible time
+    and flux. The alert's own position and time were checked at decode."""
+    try:
+        return (math.isfinite(t) and MJD_MIN <= t <= MJD_MAX and math.isfinite(flux)
+                and abs(flux) <= FLUX_MAX_NJY and math.isfinite(err) and 0.0 < err <= FLUX_MAX_NJY)
+    except TypeError:  # None: not measured
+        return False
 
 
 def light_curve(alert: Alert, *, forced: bool = False) -> LightCurve:
@@ -74,7 +86,7 @@ def light_curve(alert: Alert, *, forced: bool = False) -> LightCurve:
             continue
         seen.add(sid)
         t, f, e, b = src[names.time], src.get(names.flux), src.get(names.flux_err), src.get(names.band)
-        if _usable(t) and _usable(f) and _usable(e) and b in BAND_INDEX:
+        if _usable(t, f, e) and b in BAND_INDEX and isinstance(sid, int) and sid > 0:
             rows.append((t, f, e, BAND_INDEX[b]))
             ids.append(sid)
         else:
@@ -88,12 +100,12 @@ def light_curve(alert: Alert, *, forced: bool = False) -> LightCurve:
             n_input += 1
             fid = src["diaForcedSourceId"]
             t, f, e, b = src[names.time], src.get(names.flux), src.get(names.flux_err), src.get(names.band)
-            key = (round(t, 6), BAND_INDEX.get(b, -1)) if _usable(t) else None
+            key = (round(t, 6), BAND_INDEX.get(b, -1)) if isinstance(t, float) and math.isfinite(t) else None
             if fid in seen_forced or key in epochs:
                 duplicates += 1
                 continue
             seen_forced.add(fid)
-            if _usable(t) and _usable(f) and _usable(e) and b in BAND_INDEX:
+            if _usable(t, f, e) and b in BAND_INDEX:
                 rows.append((t, f, e, BAND_INDEX[b]))
                 ids.append(-1)
                 epochs.add(key)

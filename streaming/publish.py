@@ -10,14 +10,17 @@ from pathlib import Path
 
 import fastavro
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from models.errors import BrokerError
+from models.errors import BrokerError, OutputRejected
 from streaming.kafka import producer_config
 from streaming.pipeline import ClassificationRecord, DeadLetter
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "brokerClassification.avsc"
 BROKER_NAME = "alert-classifier"
+# Delivery errors that retrying the same record cannot cure: the record is dead-lettered instead.
+PERMANENT_ERRORS = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE,
+                    KafkaError.INVALID_RECORD, KafkaError._INVALID_ARG}
 
 
 @cache
@@ -60,19 +63,20 @@ def dead_letter_headers(dl: DeadLetter) -> list[tuple[str, bytes]]:
 
 
 class Publisher:
-    """An idempotent producer for the output and dead-letter topics. `flush()` raises BrokerError
-    unless every message of the batch was acknowledged, so offsets are stored only after delivery."""
+    """An idempotent producer for the output and dead-letter topics. `flush()` raises unless every
+    message of the batch was acknowledged, so offsets are stored only after delivery: BrokerError
+    (transient: retried) or OutputRejected (a record the cluster refuses for good)."""
 
     def __init__(self, bootstrap: str, output_topic: str, dead_letter_topic: str, *,
                  broker_version: str, fmt: str = "avro", **config: object) -> None:
         self.producer = Producer(producer_config(bootstrap, **config))
         self.output_topic, self.dead_letter_topic = output_topic, dead_letter_topic
         self.broker_version, self.fmt = broker_version, fmt
-        self._errors: list[str] = []
+        self._errors: list[KafkaError] = []
 
     def _on_delivery(self, err, _msg) -> None:
         if err is not None:
-            self._errors.append(str(err))
+            self._errors.append(err)
 
     def _produce(self, topic: str, value: bytes, key: bytes | None, headers=None) -> None:
         while True:
@@ -81,6 +85,9 @@ class Publisher:
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self.producer.poll(0.05)
+            except KafkaException as exc:  # refused before sending, e.g. larger than message.max.bytes
+                self._errors.append(exc.args[0])
+                return
 
     def publish(self, records: Sequence[ClassificationRecord], dead_letters: Sequence[DeadLetter]) -> None:
         for r in records:
@@ -94,6 +101,9 @@ class Publisher:
     def flush(self, timeout_s: float = 30.0) -> None:
         remaining = self.producer.flush(timeout_s)
         errors, self._errors = self._errors, []
+        permanent = [e for e in errors if e.code() in PERMANENT_ERRORS]
+        if permanent:
+            raise OutputRejected(f"{len(permanent)} record(s) refused by the cluster: {permanent[0].str()}")
         if remaining or errors:
             raise BrokerError(f"{remaining} messages undelivered after {timeout_s:.0f} s, "
-                              f"{len(errors)} delivery errors: {errors[:3]}")
+                              f"{len(errors)} delivery errors: {[e.str() for e in errors[:3]]}")

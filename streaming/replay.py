@@ -37,7 +37,8 @@ def read_alerts(path: Path, decoder: Decoder) -> list[Alert | DecodeError]:
         out: list[Alert | DecodeError] = []
         for record in records:
             try:
-                out.append(Alert.from_record(record, version))
+                alert = Alert.from_record(record, version)
+                out.append(alert.check_values() if decoder.check_values else alert)
             except AlertClassifierError as exc:
                 out.append(exc)
         return out

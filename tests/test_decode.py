@@ -15,8 +15,10 @@ from models.errors import (
     DecodeError,
     EmptyPacket,
     InvalidJson,
+    InvalidValue,
     MissingField,
     SchemaMismatch,
+    SchemaRegistryUnavailable,
     TooShort,
     UnknownSchema,
     WrongMagicByte,
@@ -44,7 +46,9 @@ def test_schema_id_is_major_times_100_plus_minor():
 
 
 @pytest.mark.parametrize("version", VERSIONS, ids=str)
-def test_shipped_samples_decode_framed_and_unframed(version, decoder):
+def test_shipped_samples_decode_framed_and_unframed(version):
+    # the codec alone: the fake samples of schemas before 8.0 carry Unix seconds as their MJD
+    decoder = Decoder(check_values=False)
     avro_path, json_path = sample_paths(version)
     container_version, records = read_container(avro_path)
     assert container_version == version
@@ -59,12 +63,59 @@ def test_shipped_samples_decode_framed_and_unframed(version, decoder):
     assert alert.dia_source_id == record["diaSource"]["diaSourceId"]
 
     unframed = decoder.encode(record, version, framed=False)
-    alert2 = Decoder(default_version=version).decode(unframed)
+    alert2 = Decoder(default_version=version, check_values=False).decode(unframed)
     assert same(alert2.record, record)
 
     from_json = decoder.decode_json(json_path.read_bytes(), version)
     assert from_json.version == version
     assert from_json.dia_source_id > 0
+
+    # with the value checks on (the default), the sample passes them or names what is wrong
+    [checked] = Decoder().decode_batch([framed])
+    if version.major < 8:
+        assert isinstance(checked, InvalidValue) and "1480360995" in str(checked)
+    else:
+        assert same(checked.record, record)
+
+
+def _with(record: dict, **changes) -> dict:
+    out = json.loads(json.dumps(record))
+    out["diaSource"].update(changes)
+    return out
+
+
+BAD_VALUES = [
+    ("ra NaN", {"ra": float("nan")}, "diaSource.ra = nan"),
+    ("ra +inf", {"ra": float("inf")}, "diaSource.ra = inf"),
+    ("ra 1e300", {"ra": 1e300}, "diaSource.ra = 1e+300"),
+    ("ra 360", {"ra": 360.0}, "diaSource.ra = 360.0"),
+    ("ra negative", {"ra": -0.5}, "diaSource.ra = -0.5"),
+    ("dec -1e300", {"dec": -1e300}, "diaSource.dec = -1e+300"),
+    ("dec 90.5", {"dec": 90.5}, "diaSource.dec = 90.5"),
+    ("dec NaN", {"dec": float("nan")}, "diaSource.dec = nan"),
+    ("time +inf", {"midpointMjdTai": float("inf")}, "diaSource.midpointMjdTai = inf"),
+    ("time NaN", {"midpointMjdTai": float("nan")}, "diaSource.midpointMjdTai = nan"),
+    ("time Unix seconds", {"midpointMjdTai": 1.7e9}, "diaSource.midpointMjdTai = 1700000000.0"),
+    ("negative source id", {"diaSourceId": -5}, "diaSource.diaSourceId = -5"),
+    ("zero source id", {"diaSourceId": 0}, "diaSource.diaSourceId = 0"),
+    ("negative object id", {"diaObjectId": -(2**63)}, f"diaSource.diaObjectId = {-(2**63)}"),
+]
+
+
+@pytest.mark.parametrize(("name", "changes", "message"), BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_bad_values_are_invalid_value_errors_naming_the_field(name, changes, message, decoder):
+    record = next(simulate_alerts(1, history=4, seed=3))
+    good = decoder.encode(record, LATEST)
+    bad = decoder.encode(_with(record, **changes), LATEST)
+    results = decoder.decode_batch([good, bad, good])
+    assert not isinstance(results[0], DecodeError) and not isinstance(results[2], DecodeError)
+    assert isinstance(results[1], InvalidValue), f"{name}: got {results[1]!r}"
+    assert results[1].reason == "invalid_value" and results[1].schema_id == LATEST.schema_id
+    assert message in str(results[1]), str(results[1])
+    # the JSON path checks the same values (Python's JSON reads NaN and Infinity)
+    text = json.dumps(_with(record, **changes)).encode()
+    with pytest.raises(InvalidValue, match="diaSource"):
+        decoder.decode_json(text, LATEST)
 
 
 @pytest.mark.parametrize("version", VERSIONS, ids=str)
@@ -122,10 +173,11 @@ def test_unknown_id_carries_schema_id(decoder):
     assert isinstance(err, UnknownSchema) and err.schema_id == 9999
 
 
-def test_registry_url_that_cannot_answer_is_a_decode_error_not_a_crash():
+def test_registry_that_cannot_be_reached_is_transient_not_a_dead_letter():
     dec = Decoder(registry_url="http://127.0.0.1:9")  # discard port: connection refused
-    [err] = dec.decode_batch([b"\x00" + struct.pack(">I", 4242) + b"\x02"])
-    assert isinstance(err, UnknownSchema) and "could not be fetched" in str(err)
+    with pytest.raises(SchemaRegistryUnavailable, match="cannot be reached") as caught:
+        dec.decode_batch([b"\x00" + struct.pack(">I", 4242) + b"\x02"])
+    assert caught.value.transient
 
 
 def test_unframed_needs_a_default_version(decoder):
@@ -157,9 +209,11 @@ def test_schema_registry_resolves_an_unshipped_id():
     class Registry(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             calls.append(self.path)
-            found = self.path == "/schemas/ids/4242"
+            # 4545: the registry blinks (503) on the first request, then answers
+            blinking = self.path == "/schemas/ids/4545" and calls.count(self.path) == 1
+            found = self.path in ("/schemas/ids/4242", "/schemas/ids/4545") and not blinking
             body = json.dumps({"schema": schema_text} if found else {"error_code": 40403}).encode()
-            self.send_response(200 if found else 404)
+            self.send_response(200 if found else 503 if blinking else 404)
             self.send_header("content-type", "application/json")
             self.end_headers()
             self.wfile.write(body)
@@ -181,5 +235,11 @@ def test_schema_registry_resolves_an_unshipped_id():
         dec.decode_batch([b"\x00" + struct.pack(">I", i) + body for i in (4242, 4343, 4343)])
         assert calls.count("/schemas/ids/4242") == 1, "resolved ids are cached"
         assert calls.count("/schemas/ids/4343") == 1, "misses are not asked again at once"
+        # a 5xx is transient: the batch is retried (not dead-lettered), and then it decodes
+        blinked = [b"\x00" + struct.pack(">I", 4545) + body]
+        with pytest.raises(SchemaRegistryUnavailable, match="answered 503"):
+            dec.decode_batch(blinked)
+        [later] = dec.decode_batch(blinked)
+        assert not isinstance(later, DecodeError) and later.dia_source_id == alert.dia_source_id
     finally:
         server.shutdown()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
@@ -71,7 +75,8 @@ def _version(schema: str | None) -> SchemaVersion | None:
     responses={200: {"content": {"application/json": {"schema": {"oneOf": [
         RESULT_SCHEMA, {"type": "array", "items": RESULT_SCHEMA}]}}}},
         413: {"description": "body too large"}, 415: {"description": "unsupported content type"},
-        422: {"description": "undecodable alert or invalid parameter"}},
+        422: {"description": "undecodable alert, invalid value or invalid parameter"},
+        503: {"description": "busy (Retry-After) or the store is unavailable"}},
 )
 async def classify(request: Request,
                    schema: str | None = Query(None, description="schema version of an unframed Avro "
@@ -87,6 +92,22 @@ async def classify(request: Request,
                     "(one packet) or application/json (an alert object or a list)")
     body = await _body(request, state.settings.max_body_bytes)
     version = _version(schema)
+    # Decoding, features, models and the store are CPU and I/O work: a worker thread does them, so
+    # the event loop keeps answering probes and metrics. A bounded number at once; beyond, 503.
+    slots = state.classify_slots
+    if not slots.acquire(blocking=False):
+        raise HTTPException(503, f"{state.settings.max_concurrent_classify} classify requests are in "
+                                 "progress; retry shortly", headers={"x-reason": "busy", "Retry-After": "1"})
+    state.metrics.classify_in_progress.inc()
+    try:
+        payload = await anyio.to_thread.run_sync(_classify, state, content_type, body, version, store)
+    finally:
+        state.metrics.classify_in_progress.dec()
+        slots.release()
+    return Response(payload, media_type="application/json")
+
+
+def _classify(state, content_type: str, body: bytes, version: SchemaVersion | None, store: bool) -> bytes:
     decoder = Decoder(version or state.decoder.default_version, state.decoder.registry_url)
     if content_type == "application/json":
         alerts, many = _json_alerts(body, decoder, version, state.settings.max_batch_alerts)
@@ -98,14 +119,14 @@ async def classify(request: Request,
     objects, records, detections = classify_with_records(alerts, state.registry, history)
     if store:
         state.store.upsert(records, detections)
-    return Response(orjson.dumps(objects if many else objects[0]), media_type="application/json")
+    return orjson.dumps(objects if many else objects[0])
 
 
 def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
                  max_alerts: int) -> tuple[list[Alert], bool]:
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        parsed = parse_json(body)
+    except ValueError as exc:
         raise _fail(422, "invalid_json", f"not valid JSON: {exc}") from None
     many = isinstance(parsed, list)
     items = parsed if many else [parsed]
@@ -121,6 +142,40 @@ def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
             where = f"[{i}]: " if many else ""
             raise _fail(422, exc.reason, f"{where}{exc}") from None
     return alerts, many
+
+
+_JSON = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def parse_json(body: bytes):
+    """The request's JSON. A top-level list is parsed one element at a time: a parser holds the GIL
+    for its whole call, and one call over a 40 MB list (500 alerts) would stall the event loop, and
+    with it the probes, for ~250 ms. NaN and Infinity parse (as Python's JSON reads them) and are
+    then refused by the value checks with the field's name."""
+    text = body.decode()
+    i = _SPACE.match(text).end()
+    if not text.startswith("[", i):
+        return _JSON.decode(text)
+    items: list = []
+    i = _SPACE.match(text, i + 1).end()
+    if text.startswith("]", i):
+        i += 1
+    else:
+        while True:
+            item, i = _JSON.raw_decode(text, i)
+            items.append(item)
+            i = _SPACE.match(text, i).end()
+            if text.startswith(",", i):
+                i = _SPACE.match(text, i + 1).end()
+            elif text.startswith("]", i):
+                i += 1
+                break
+            else:
+                raise ValueError(f"expected ',' or ']' at character {i}")
+    if _SPACE.match(text, i).end() != len(text):
+        raise ValueError(f"extra data after the list at character {i}")
+    return items
 
 
 def _from_json(item: object, decoder: Decoder, version: SchemaVersion | None) -> Alert:

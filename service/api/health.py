@@ -14,13 +14,11 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/livez", summary="The process is up")
-def livez() -> dict:
+async def livez() -> dict:
     return {"status": "ok"}
 
 
 def _broker_check(bootstrap: str | None) -> dict:
-    if not bootstrap:
-        return {"ok": True, "detail": "no broker configured (API only)"}
     from confluent_kafka.admin import AdminClient
 
     try:
@@ -30,10 +28,24 @@ def _broker_check(bootstrap: str | None) -> dict:
         return {"ok": False, "detail": f"{bootstrap}: {exc}"}
 
 
-@router.get("/readyz", summary="Ready to serve: broker reachable, store answers, models loaded")
+def _worker_check(state) -> dict:
+    alive = state.worker_thread.is_alive()
+    if not alive:
+        return {"ok": False, "detail": state.worker_error or "stopped"}
+    stalled = state.worker.stalled_seconds()
+    if stalled:
+        return {"ok": False, "detail": f"stalled: one batch retried for {stalled:.0f} s "
+                                       f"({state.worker.retry_reason})", "stalled_s": round(stalled, 1)}
+    return {"ok": True, "detail": "running"}
+
+
+@router.get("/readyz", summary="Ready to serve: store answers, models loaded; with a worker: broker "
+                               "reachable, worker running and not stalled")
 def readyz(request: Request) -> JSONResponse:
     state = core(request)
-    checks = {"broker": _broker_check(state.bootstrap)}
+    checks = {}
+    if state.worker is not None:  # `serve` (API only) never uses Kafka: its readiness does not ask
+        checks["broker"] = _broker_check(state.bootstrap)
     try:
         state.store.ping()
         checks["store"] = {"ok": True, "detail": state.settings.store_location.split("@")[-1]}
@@ -41,8 +53,7 @@ def readyz(request: Request) -> JSONResponse:
         checks["store"] = {"ok": False, "detail": str(exc)}
     checks["models"] = {"ok": bool(state.registry.models), "detail": sorted(state.registry.models)}
     if state.worker_thread is not None:
-        alive = state.worker_thread.is_alive()
-        checks["worker"] = {"ok": alive, "detail": state.worker_error or ("running" if alive else "stopped")}
+        checks["worker"] = _worker_check(state)
     ok = all(c["ok"] for c in checks.values())
     return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
                         status_code=200 if ok else 503)
@@ -57,7 +68,10 @@ def metrics(request: Request) -> Response:
 def status(request: Request) -> dict:
     state = core(request)
     summary = state.metrics.summary()
+    worker = state.worker
     return {**summary, "uptime_s": round(time.time() - state.started, 1),
-            "consuming": state.worker is not None, "stored": state.store.count(),
+            "consuming": worker is not None, "stored": state.store.count(),
+            "stalled_s": round(worker.stalled_seconds(), 1) if worker else 0.0,
+            "stall_reason": worker.retry_reason if worker and worker.stalled_seconds() else None,
             "models": [{"name": m.name, "version": m.version, "rows_scored": m.rows_scored,
                         "latency_ms": m.latency_ms()} for m in state.registry.models.values()]}
