@@ -25,7 +25,7 @@ from typing import Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from models.errors import AlertClassifierError, OutputRejected, ProcessingError, StoreRejected
+from models.errors import AlertClassifierError, BrokerError, OutputRejected, ProcessingError, StoreRejected
 from models.registry import Registry
 from streaming.decode import Decoder
 from streaming.isolate import combine, dead_letter_units, find_rejected, merged, schema_id_of, units_of
@@ -242,8 +242,14 @@ class Worker:
             log.warning("the output topic refused %d alert(s)' results: dead-lettered", len(rejected))
             # their store rows stay: the results are right, only the topic would not take them
             dead_letter_units(outcome, rejected, OutputRejected.reason)
-            self.publisher.publish([], outcome.dead_letters)
-            self.publisher.flush()
+            try:
+                self.publisher.publish([], outcome.dead_letters)
+                self.publisher.flush()
+            except OutputRejected as exc:
+                # A dead letter is the raw packet: if its topic refuses it, nothing may be dropped;
+                # retry (and show a stall) until the operator raises the topic's max.message.bytes.
+                raise BrokerError(f"the dead-letter topic {self.config.dead_letter_topic!r} refuses a "
+                                  f"packet ({exc}): raise its max.message.bytes") from exc
 
     def _publish_results(self, units) -> None:
         self.publisher.publish(merged(units)[0], [])
@@ -262,11 +268,6 @@ class Worker:
             if high >= 0 and tp.offset >= 0:
                 out[tp.partition] = max(0, high - tp.offset)
         return out
-
-    def _write(self, outcome: BatchOutcome) -> None:
-        self.store.upsert(outcome.records, outcome.detections)
-        self.publisher.publish(outcome.records, outcome.dead_letters)
-        self.publisher.flush()
 
     def _retry(self, action: Callable[[], T]) -> T | object:
         """The action's result, retried with backoff on transient errors; STOPPED if the worker is

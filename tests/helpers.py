@@ -60,3 +60,22 @@ def long_lived_object(n: int = 90, dia_object_id: int = 4242):
     band = rng.choice(["g", "r", "i"], n)
     flux = (3000 * np.sin(2 * np.pi * t / 0.57) + rng.normal(0, 50, n)).astype(np.float32)
     return SimulatedObject("rrlyrae", dia_object_id, 10.0, -30.0, t, flux, np.full(n, 50.0, np.float32), band)
+
+
+def refuse_sources(store, source_ids) -> None:
+    """A trigger that makes the real database refuse result rows of these diaSourceIds, as a
+    constraint would: what a permanent store error looks like, on SQLite and PostgreSQL."""
+    ids = ", ".join(str(int(i)) for i in source_ids)
+    if store.is_postgres:
+        statements = [
+            "CREATE FUNCTION refuse_rows() RETURNS trigger AS $$ BEGIN IF NEW.dia_source_id IN "
+            f"({ids}) THEN RAISE EXCEPTION 'refused by the test trigger' USING ERRCODE = "
+            "'check_violation'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_rows BEFORE INSERT ON classifications FOR EACH ROW "
+            "EXECUTE FUNCTION refuse_rows()"]
+    else:
+        statements = [f"CREATE TRIGGER refuse_rows BEFORE INSERT ON classifications WHEN NEW.dia_source_id "
+                      f"IN ({ids}) BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"]
+    with store._connection() as conn:
+        for sql in statements:
+            conn.cursor().execute(sql)

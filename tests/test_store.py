@@ -3,33 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
-import uuid
 
 import pytest
 
 from service.store import Cone, Query, Store
 from streaming.pipeline import ClassificationRecord, Detection
-
-POSTGRES_DSN = os.environ.get("ALERT_CLASSIFIER_TEST_POSTGRES_DSN")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        s = Store(tmp_path / "store.sqlite3")
-    else:
-        if not POSTGRES_DSN:
-            pytest.skip("no PostgreSQL: set ALERT_CLASSIFIER_TEST_POSTGRES_DSN (.ci/run starts one)")
-        import psycopg
-
-        schema = f"t_{uuid.uuid4().hex[:10]}"  # a fresh schema per test
-        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        sep = "&" if "?" in POSTGRES_DSN else "?"
-        s = Store(f"{POSTGRES_DSN}{sep}options=-csearch_path%3D{schema}")
-    yield s
-    s.close()
 
 
 def record(source_id: int, classifier: str = "rrlyrae", *, ra=10.0, dec=-5.0, mjd=60000.0, p=0.9,
@@ -230,3 +208,18 @@ def test_prune_command_counts_back_from_the_newest_observation(tmp_path, monkeyp
     s.close()
     assert main(["prune"]) == 2  # says what to pass
     assert "pass --results-days" in capsys.readouterr().err
+
+
+def test_rows_the_database_refuses_are_a_permanent_error_naming_it(store):
+    from models.errors import StoreRejected
+    from tests.helpers import refuse_sources
+
+    refuse_sources(store, [13])
+    with pytest.raises(StoreRejected, match="refused by the test trigger") as caught:
+        store.upsert([record(12), record(13), record(14)])
+    assert not caught.value.transient and caught.value.reason == "store_rejected"
+    assert store.count() == 0, "the transaction rolled back as a whole"
+    store.upsert([record(12), record(14)])  # the connection is still good
+    assert store.count() == 2
+    with pytest.raises(StoreRejected, match="Out of range float values"):
+        store.upsert([record(15, p=float("nan"))])  # a probability that is not a number

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import signal
 import subprocess
@@ -23,8 +25,8 @@ from streaming.kafka import consumer_config, create_topics, produce_all
 from streaming.lightcurve import LightCurve, light_curve
 from streaming.pipeline import classify_alerts
 from streaming.publish import decode_classification
-from streaming.simulate import NightSimulator, alert_at
-from tests.helpers import long_lived_object
+from streaming.simulate import NightSimulator, alert_at, simulate_alerts
+from tests.helpers import long_lived_object, refuse_sources
 
 pytestmark = pytest.mark.kafka
 VERSION = latest_version()
@@ -220,7 +222,8 @@ def test_malformed_packets_are_dead_lettered_and_the_worker_goes_on(kafka_bootst
         assert headers["reason"] == bad[msg.value()]
         assert headers["source_topic"] == topics["topic"]
         assert int(headers["source_offset"]) >= 0 and headers["error"]
-    assert {k: v.decode() for k, v in dlq[0].headers()}
+    places = {(dict(m.headers())["source_partition"], dict(m.headers())["source_offset"]) for m in dlq}
+    assert len(places) == len(bad), "each dead letter names its own source offset"
     unknown = next(m for m in dlq if dict(m.headers())["reason"] == b"unknown_schema_id")
     assert dict(unknown.headers())["schema_id"] == b"9999"
 
@@ -276,7 +279,8 @@ def test_two_workers_split_the_partitions_and_classify_everything_once(kafka_boo
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     workers = [start_worker(env, logs[0]), start_worker(env, logs[1])]
     try:
-        time.sleep(3)  # both join before the data arrives
+        # both own partitions before the data arrives
+        wait_for(lambda: all(_assigned(log.read_text()) for log in logs), what="both workers to join")
         produce_all(kafka_bootstrap, topics["topic"], simulated_packets(n, seed=5))
         wait_for(lambda: store.count() >= n * 2, what="both workers to finish")
     finally:
@@ -287,7 +291,7 @@ def test_two_workers_split_the_partitions_and_classify_everything_once(kafka_boo
     assert store.count() == n * 2
     assigned = [_assigned(log.read_text()) for log in logs]
     assert all(assigned), f"each worker owned partitions: {assigned}"
-    assert not assigned[0] & assigned[1] or len(assigned[0] | assigned[1]) == 4
+    assert assigned[0] | assigned[1] == {0, 1, 2, 3}, assigned
     out = read_topic(kafka_bootstrap, topics["output_topic"])
     assert len(out) == n * 2, "no reprocessing without a crash"
 
@@ -317,3 +321,149 @@ def test_sigterm_commits_and_nothing_is_reprocessed(kafka_bootstrap, topics, tmp
     restart_until_done(env, tmp_path / "w2.log", store, n * 2)
     out = read_topic(kafka_bootstrap, topics["output_topic"])
     assert len(out) == n * 2, "nothing reprocessed after a clean shutdown"
+
+
+# --- bad values, refused rows, poison alerts, stalls: never a halt ---------------------------------
+
+def _with(record: dict, **changes) -> dict:
+    """A copy of an alert record with diaSource (and diaObject, where it has them) values changed."""
+    out = copy.deepcopy(record)
+    out["diaSource"].update(changes)
+    if isinstance(out.get("diaObject"), dict):
+        out["diaObject"].update({k: v for k, v in changes.items() if k in out["diaObject"]})
+    return out
+
+
+def test_bad_values_are_dead_letters_and_classification_goes_on(kafka_bootstrap, topics, registry, tmp_path):
+    """The operator's report: one alert with ra = NaN stopped all classification for good."""
+    decoder = Decoder()
+    records = list(simulate_alerts(220, history=12, seed=13))
+    bad_values = [{"ra": math.nan}, {"midpointMjdTai": math.inf}, {"ra": 1e300, "dec": -1e300},
+                  {"dec": -91.0}, {"diaSourceId": -7}, {"midpointMjdTai": math.nan}]
+    bad = [decoder.encode(_with(records[i], **c), VERSION) for i, c in enumerate(bad_values)]
+    # a NaN flux and a zero error in history points: those points are dropped, the alert classified
+    holey = copy.deepcopy(records[10])
+    holey["prvDiaSources"][0]["psfFlux"] = math.nan
+    holey["prvDiaSources"][1]["psfFluxErr"] = 0.0
+    good = [decoder.encode(r, VERSION) for r in records[20:]] + [decoder.encode(holey, VERSION)]
+    packets = good[:100] + bad + good[100:]
+    produce_all(kafka_bootstrap, topics["topic"], packets)
+    store = Store(tmp_path / "s.sqlite3")
+    worker = in_process_worker(kafka_bootstrap, topics, registry, store, batch=64)
+    stats = worker.run(max_messages=len(packets))
+
+    assert stats.total() == len(packets)
+    assert dict(stats.dead_letter_reasons) == {"invalid_value": len(bad)}
+    assert stats.total("classified") + stats.total("declined") == len(good)
+    assert store.count() == len(good) * len(registry.models), "every good alert stored, no stall"
+    assert worker.stalled_seconds() == 0 and worker.retrying_since is None
+    dlq = read_topic(kafka_bootstrap, topics["dead_letter_topic"], expect=len(bad))
+    assert sorted(m.value() for m in dlq) == sorted(bad), "the raw bytes, unchanged"
+    errors = sorted(dict(m.headers())["error"].decode() for m in dlq)
+    for field in ("diaSource.ra = nan", "diaSource.midpointMjdTai = inf", "diaSource.ra = 1e+300",
+                  "diaSource.dec = -91.0", "diaSource.diaSourceId = -7", "diaSource.midpointMjdTai = nan"):
+        assert any(field in e for e in errors), (field, errors)
+    holey_rows = store.source_rows(holey["diaSource"]["diaSourceId"])
+    assert len(holey_rows) == len(registry.models)
+    assert len(light_curve(decoder.decode(decoder.encode(holey, VERSION)))) == 13 - 2
+
+
+def test_rows_the_store_refuses_dead_letter_only_their_alerts(kafka_bootstrap, topics, registry, store):
+    """A permanent store error: the batch is split until the alerts behind it stand alone; they
+    are dead-lettered (store_rejected), the rest stored and published. SQLite and PostgreSQL."""
+    n = 300
+    packets = simulated_packets(n, seed=12)
+    decoder = Decoder()
+    victims = {decoder.decode(packets[i]).dia_source_id: packets[i] for i in (5, 150, 299)}
+    refuse_sources(store, victims)
+    produce_all(kafka_bootstrap, topics["topic"], packets)
+    stats = in_process_worker(kafka_bootstrap, topics, registry, store, batch=100).run(max_messages=n)
+
+    assert stats.total() == n and dict(stats.dead_letter_reasons) == {"store_rejected": len(victims)}
+    assert store.count() == (n - len(victims)) * len(registry.models)
+    dlq = read_topic(kafka_bootstrap, topics["dead_letter_topic"], expect=len(victims))
+    assert sorted(m.value() for m in dlq) == sorted(victims.values())
+    for m in dlq:
+        headers = {k: v.decode() for k, v in m.headers()}
+        assert headers["reason"] == "store_rejected" and "refused by the test trigger" in headers["error"]
+        assert headers["schema_id"] == str(VERSION.schema_id)
+    out = read_topic(kafka_bootstrap, topics["output_topic"], expect=(n - len(victims)) * 2)
+    published = {decode_classification(m.value())["diaSourceId"] for m in out}
+    assert len(out) == (n - len(victims)) * len(registry.models) and not published & set(victims)
+
+
+class PoisonRegistry(Registry):
+    """A bug that one alert's data meets: scoring any batch holding a curve of 61 points fails."""
+
+    def score(self, X, n_points):
+        if (n_points == 61).any():
+            raise ValueError("index 61 is out of bounds (a bug met by this curve)")
+        return super().score(X, n_points)
+
+    def classify(self, curves):
+        if any(len(c) == 61 for c in curves):
+            raise ValueError("index 61 is out of bounds (a bug met by this curve)")
+        return super().classify(curves)
+
+
+def test_an_alert_that_meets_a_bug_is_dead_lettered_alone(kafka_bootstrap, topics, tmp_path):
+    decoder = Decoder()
+    packets = simulated_packets(150, seed=14)  # 31 points each at most
+    poison = decoder.encode(next(simulate_alerts(1, history=60, seed=15)), VERSION)
+    produce_all(kafka_bootstrap, topics["topic"], [*packets[:70], poison, *packets[70:]])
+    registry = PoisonRegistry()
+    store = Store(tmp_path / "s.sqlite3")
+    config = WorkerConfig(bootstrap=kafka_bootstrap, topic=topics["topic"], group=topics["group"],
+                          output_topic=topics["output_topic"], dead_letter_topic=topics["dead_letter_topic"],
+                          batch_size=200, keep_history=False)
+    stats = Worker(config, registry, store).run(max_messages=151)
+    assert stats.total() == 151 and dict(stats.dead_letter_reasons) == {"processing_error": 1}
+    assert store.count() == 150 * len(registry.models)
+    [dead] = read_topic(kafka_bootstrap, topics["dead_letter_topic"], expect=1)
+    assert dead.value() == poison and b"a bug met by this curve" in dict(dead.headers())["error"]
+
+
+class Outage(Store):
+    """The real store behind a switch: while `down`, writes fail as a lost connection does."""
+
+    down = False
+
+    def upsert(self, records, detections=()):
+        if self.down:
+            raise StoreError("store operation failed: connection refused (injected outage)")
+        super().upsert(records, detections)
+
+
+def test_a_stuck_batch_marks_the_worker_stalled_until_it_goes_through(kafka_bootstrap, topics, registry,
+                                                                      tmp_path):
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    settings = Settings(kafka_bootstrap_servers=kafka_bootstrap, alert_topic=topics["topic"],
+                        output_topic=topics["output_topic"], dead_letter_topic=topics["dead_letter_topic"],
+                        consumer_group=topics["group"], data_dir=tmp_path, stall_after_s=1.0)
+    store = Outage(tmp_path / "s.sqlite3")
+    store.down = True
+    with TestClient(create_app(settings, consume=True, registry=registry, store=store)) as client:
+        assert client.get("/readyz").status_code == 200, "ready before the trouble"
+        produce_all(kafka_bootstrap, topics["topic"], simulated_packets(50, seed=16))
+        wait_for(lambda: client.get("/readyz").status_code == 503, what="the stall to show")
+        worker = client.get("/readyz").json()["checks"]["worker"]
+        assert worker["detail"].startswith("stalled") and "injected outage" in worker["detail"]
+        gauge = _gauge(client.get("/metrics").text, "alert_classifier_worker_stalled_seconds")
+        assert gauge >= 1.0
+        status = client.get("/v1/status").json()
+        assert status["stalled_s"] >= 1.0 and "injected outage" in status["stall_reason"]
+
+        store.down = False  # the database is back: the worker recovers by itself
+        wait_for(lambda: store.count() == 50 * len(registry.models), what="the batch to go through")
+        wait_for(lambda: client.get("/readyz").status_code == 200, what="readiness to recover")
+        assert _gauge(client.get("/metrics").text, "alert_classifier_worker_stalled_seconds") == 0
+        assert client.get("/v1/status").json()["stall_reason"] is None
+
+
+def _gauge(metrics_text: str, name: str) -> float:
+    [line] = [ln for ln in metrics_text.splitlines() if ln.startswith(name + " ")]
+    return float(line.split()[1])
