@@ -379,6 +379,20 @@ class Store:
                 return
             lower, bound = upper, "dia_object_id > ?"
 
+    def detections(self, dia_object_id: int, after: tuple[float, int] | None = None,
+                   limit: int = 1000) -> list[tuple[int, float, int, float, float]]:
+        """One object's kept detections in time order, `limit` at a time after the (mjd, diaSourceId)
+        cursor: (diaSourceId, mjd, band, flux, flux_err) each. A range of the primary key."""
+        where, params = "dia_object_id = ?", [dia_object_id]
+        if after is not None:
+            where += " AND (mjd > ? OR (mjd = ? AND dia_source_id > ?))"
+            params += [after[0], after[0], after[1]]
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql(f"SELECT dia_source_id, mjd, band, flux, flux_err FROM sources "
+                                  f"WHERE {where} ORDER BY mjd, dia_source_id LIMIT ?"), [*params, limit])
+            return [tuple(r) for r in cur.fetchall()]
+
     def count_sources(self) -> int:
         """Detections kept for the light-curve history."""
         return self._count("sources")

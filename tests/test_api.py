@@ -188,6 +188,18 @@ def test_classify_uses_the_detections_stored_before(client, registry):
     assert [p["band"] for p in points] == obj.band[:-1].tolist()
     assert [p["psfFlux"] for p in points] == obj.flux[:-1].astype(float).tolist()
     assert client.get("/v1/objects/1/lightcurve").status_code == 404
+    # every kept detection, a page at a time (no silent cap): pages of 7 give the same points
+    paged, cursor = [], None
+    while True:
+        page = client.get(f"/v1/objects/{obj.dia_object_id}/lightcurve",
+                          params={"limit": 7, **({"cursor": cursor} if cursor else {})}).json()
+        paged += page["points"]
+        cursor = page["next_cursor"]
+        assert (cursor is None) == (len(page["points"]) < 7)
+        if cursor is None:
+            break
+    assert paged == points and len(paged) == len(obj.t) - 1
+    assert client.get(f"/v1/objects/{obj.dia_object_id}/lightcurve?cursor=x").status_code == 422
 
 
 # --- queries ------------------------------------------------------------------------------------
@@ -354,3 +366,11 @@ def test_auth_errors_keep_their_headers(client):
     r = avro(client, packets(1)[0], store="true")
     assert r.status_code == 401 and r.headers["www-authenticate"] == "ApiKey"
     assert "x-reason" not in r.headers
+
+
+def test_api_only_readiness_does_not_depend_on_kafka(tmp_path, registry):
+    """`serve` never uses Kafka: a configured but unreachable cluster does not make it unready."""
+    settings = Settings(data_dir=tmp_path, kafka_bootstrap_servers="127.0.0.1:9")
+    with TestClient(create_app(settings, registry=registry)) as c:
+        ready = c.get("/readyz")
+    assert ready.status_code == 200 and "broker" not in ready.json()["checks"]

@@ -18,7 +18,6 @@ from streaming.lightcurve import BANDS
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(reject_unknown_query_parameters)])
 
-ALL_TIME = 1e7  # MJD far beyond any observation: every kept detection
 CSV_COLUMNS = ("id", "dia_source_id", "dia_object_id", "classifier", "version", "ra", "dec", "mjd",
                "top_class", "top_probability", "reason")
 
@@ -45,18 +44,30 @@ def object_classifications(request: Request,
                                   "history": [_public(r) for r in rows]}), media_type="application/json")
 
 
-@router.get("/objects/{diaObjectId}/lightcurve", summary="The object's detections the store kept")
+@router.get("/objects/{diaObjectId}/lightcurve",
+            summary="The object's detections the store kept, in time order, a page at a time")
 def object_light_curve(request: Request,
-                       dia_object_id: int = Path(alias="diaObjectId", ge=0, le=2**63 - 1)) -> Response:
-    curve = core(request).store.recall({dia_object_id: ALL_TIME}).get(dia_object_id)
-    if curve is None:
+                       dia_object_id: int = Path(alias="diaObjectId", ge=0, le=2**63 - 1),
+                       cursor: str | None = Query(None, max_length=60, pattern=r"^[0-9.eE+-]+:[0-9]+$",
+                                                  description="`next_cursor` of the previous page"),
+                       limit: int = Query(1000, ge=1, le=10_000)) -> Response:
+    after = None
+    if cursor is not None:
+        mjd, source_id = cursor.split(":")
+        try:
+            after = (float(mjd), int(source_id))
+        except ValueError:
+            raise HTTPException(422, f"cursor {cursor!r} is not a next_cursor this endpoint gave",
+                                headers={"x-reason": "validation_error"}) from None
+    rows = core(request).store.detections(dia_object_id, after, limit)
+    if not rows and after is None:
         raise HTTPException(404, f"no detections stored for diaObjectId {dia_object_id} (the store keeps "
                                  "them when KEEP_HISTORY is on)", headers={"x-reason": "not_found"})
-    columns = (curve.source_id, curve.t, curve.band, curve.flux, curve.flux_err)
     points = [{"diaSourceId": sid, "mjd": t, "band": BANDS[b], "psfFlux": f, "psfFluxErr": e}
-              for sid, t, b, f, e in zip(*(c.tolist() for c in columns), strict=True)]
-    return Response(orjson.dumps({"diaObjectId": dia_object_id, "points": points}),
-                    media_type="application/json")
+              for sid, t, b, f, e in rows]
+    next_cursor = f"{rows[-1][1]!r}:{rows[-1][0]}" if len(rows) == limit else None
+    body = {"diaObjectId": dia_object_id, "points": points, "next_cursor": next_cursor}
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 @router.get("/classifications", summary="Stored classifications, filtered, with cursor pagination")
