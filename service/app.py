@@ -112,8 +112,14 @@ def _inference_observer(metrics: Metrics, name: str):
 
 def _start_worker(state: AppState) -> None:
     metrics = state.metrics
-    worker = make_worker(state.settings, state.bootstrap, registry=state.registry, store=state.store,
-                         observer=metrics.observe_batch)
+    try:
+        worker = make_worker(state.settings, state.bootstrap, registry=state.registry, store=state.store,
+                             observer=metrics.observe_batch)
+    except AlertClassifierError as exc:
+        # The API stays up and readiness says why (e.g. the cluster refuses our credentials).
+        state.worker_error = f"the worker could not start: {exc}"
+        log.error(state.worker_error)
+        return
     metrics.watch_worker(worker.stalled_seconds)
 
     def run() -> None:

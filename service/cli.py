@@ -31,18 +31,18 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "status":
         if handle and handle.alive():
-            print(f"running at {handle.bootstrap_servers} (pid {handle.pid})")
+            print(f"running at {handle.bootstrap_servers} (pid {_pids(handle)})")
             return 0
         print("not running")
         return 1
     if args.action == "start":
         if handle and handle.alive():
-            print(f"already running at {handle.bootstrap_servers} (pid {handle.pid})")
+            print(f"already running at {handle.bootstrap_servers} (pid {_pids(handle)})")
             return 0
         handle = local_broker.start(settings.kafka_cache_dir, partitions=settings.kafka_partitions,
-                                    detach=True)
+                                    detach=True, nodes=args.nodes)
         handle.save(state)
-        print(f"started at {handle.bootstrap_servers} (pid {handle.pid}) in {handle.started_in_s:.1f} s; "
+        print(f"started at {handle.bootstrap_servers} (pid {_pids(handle)}) in {handle.started_in_s:.1f} s; "
               f"export ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS={handle.bootstrap_servers} to use it")
         return 0
     # stop
@@ -53,6 +53,10 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     state.unlink(missing_ok=True)
     print("stopped")
     return 0
+
+
+def _pids(handle) -> str:
+    return ", ".join(str(n.pid) for n in handle.nodes)
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -164,7 +168,8 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     decoder = Decoder(settings.default_version, settings.schema_registry_url)
     topic = args.topic or settings.alert_topic
-    create_topics(settings.kafka_bootstrap_servers, [topic], settings.kafka_partitions)
+    create_topics(settings.kafka_bootstrap_servers, [topic], settings.kafka_partitions,
+                  settings.input_security())
 
     def values():
         for path in alert_files(args.paths):
@@ -178,7 +183,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
                 else:
                     yield decoder.encode(item.record, item.version)
 
-    n = produce_all(settings.kafka_bootstrap_servers, topic, values())
+    n = produce_all(settings.kafka_bootstrap_servers, topic, values(), security=settings.input_security())
     print(f"replayed {n} alerts into {topic!r}")
     return 0
 
@@ -279,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     kafka = sub.add_parser("kafka", help="start, stop or inspect the local Apache Kafka broker")
     kafka.add_argument("action", choices=["start", "stop", "status", "jars"])
+    kafka.add_argument("--nodes", type=int, choices=[1, 3], default=1,
+                       help="`start`: one broker, or a 3-node KRaft cluster (replication 3, min.insync 2)")
     kafka.set_defaults(func=cmd_kafka)
 
     run = sub.add_parser("run", help="the whole service on embedded defaults, fed by simulated alerts")

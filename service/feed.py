@@ -61,8 +61,8 @@ def produce_simulated(settings: Settings, bootstrap: str, args: argparse.Namespa
     sim = _simulator(args, settings)
     decoder = Decoder()
     topic = args.topic or settings.alert_topic
-    create_topics(bootstrap, [topic], settings.kafka_partitions)
-    producer = Producer(producer_config(bootstrap))
+    create_topics(bootstrap, [topic], settings.kafka_partitions, settings.input_security())
+    producer = Producer(producer_config(bootstrap, settings.input_security()))
     progress = Progress(args.count, f"simulate -> {topic}")
     stop = getattr(args, "stop", None)
     quiet = getattr(args, "quiet", False)

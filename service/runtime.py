@@ -25,12 +25,23 @@ def make_decoder(settings: Settings) -> Decoder:
 
 def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None = None,
                 store: Store | None = None, observer: BatchObserver | None = None) -> Worker:
-    create_topics(bootstrap, [settings.alert_topic, settings.output_topic, settings.dead_letter_topic],
-                  settings.kafka_partitions)
+    """A worker on the alert cluster (`bootstrap`), publishing to the output cluster. Raises
+    BrokerError at once, saying which setting, when either cluster refuses our credentials."""
+    security, output_security = settings.input_security(), settings.output_security()
+    output_bootstrap = settings.output_bootstrap(bootstrap)
+    if output_bootstrap == bootstrap and output_security == security:
+        create_topics(bootstrap, [settings.alert_topic, settings.output_topic, settings.dead_letter_topic],
+                      settings.kafka_partitions, security)
+    else:
+        create_topics(bootstrap, [settings.alert_topic], settings.kafka_partitions, security)
+        create_topics(output_bootstrap, [settings.output_topic, settings.dead_letter_topic],
+                      settings.kafka_partitions, output_security)
     config = WorkerConfig(bootstrap=bootstrap, topic=settings.alert_topic, group=settings.consumer_group,
                           output_topic=settings.output_topic, dead_letter_topic=settings.dead_letter_topic,
                           broker_version=package_version(), batch_size=settings.batch_size,
                           output_format=settings.output_format, keep_history=settings.keep_history,
-                          stall_after_s=settings.stall_after_s)
+                          stall_after_s=settings.stall_after_s, security=security,
+                          output_bootstrap=output_bootstrap, output_security=output_security,
+                          auto_offset_reset=settings.kafka_auto_offset_reset)
     return Worker(config, registry or Registry(), store or Store(settings.store_location),
                   make_decoder(settings), observer)

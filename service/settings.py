@@ -7,11 +7,16 @@ Nothing else reads the environment, and nothing reads it at import time: call `S
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streaming.decode import SchemaVersion
+from streaming.kafka import KafkaSecurity
+
+Protocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+Mechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
 
 
 class Settings(BaseSettings):
@@ -23,6 +28,30 @@ class Settings(BaseSettings):
     kafka_cache_dir: Path = Field(Path.home() / ".cache" / "alert-classifier" / "kafka",
                                   description="Where the broker jars and local broker data live.")
     kafka_partitions: int = Field(4, ge=1, description="Partitions of topics the local broker creates.")
+    # Security of the alert cluster (Rubin's stream: SASL_SSL with SCRAM-SHA-512 credentials).
+    kafka_security_protocol: Protocol = "PLAINTEXT"
+    kafka_sasl_mechanism: Mechanism = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_location: Path | None = Field(None, description="CA certificate(s) (PEM) to trust; "
+                                               "unset: the system's.")
+    kafka_ssl_certificate_location: Path | None = Field(None, description="Client certificate (PEM), if "
+                                                        "the cluster asks for one.")
+    kafka_ssl_key_location: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+    kafka_auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new consumer group starts: the oldest alert kept, or new ones only.")
+    # Results and dead letters may go to another cluster (a broker's own): each unset value is the
+    # alert cluster's.
+    output_kafka_bootstrap_servers: str | None = None
+    output_kafka_security_protocol: Protocol | None = None
+    output_kafka_sasl_mechanism: Mechanism | None = None
+    output_kafka_sasl_username: str | None = None
+    output_kafka_sasl_password: SecretStr | None = None
+    output_kafka_ssl_ca_location: Path | None = None
+    output_kafka_ssl_certificate_location: Path | None = None
+    output_kafka_ssl_key_location: Path | None = None
+    output_kafka_ssl_key_password: SecretStr | None = None
     alert_topic: str = "rubin-alerts"
     output_topic: str = "alert-classifications"
     dead_letter_topic: str = "rubin-alerts-dlq"
@@ -78,6 +107,28 @@ class Settings(BaseSettings):
     @property
     def store_location(self) -> str:
         return self.store_dsn or str(self.data_dir / "classifications.sqlite3")
+
+    def input_security(self) -> KafkaSecurity:
+        return self._security("kafka_")
+
+    def output_security(self) -> KafkaSecurity:
+        return self._security("output_kafka_", fallback=self.input_security())
+
+    def output_bootstrap(self, input_bootstrap: str) -> str:
+        return self.output_kafka_bootstrap_servers or input_bootstrap
+
+    def _security(self, prefix: str, fallback: KafkaSecurity | None = None) -> KafkaSecurity:
+        def value(name: str):
+            v = getattr(self, prefix + name)
+            if v is None:
+                return getattr(fallback, name.removeprefix("security_")) if fallback else None
+            return v.get_secret_value() if isinstance(v, SecretStr) else str(v) if isinstance(v, Path) else v
+
+        names = ("sasl_username", "sasl_password", "ssl_ca_location", "ssl_certificate_location",
+                 "ssl_key_location", "ssl_key_password")
+        return KafkaSecurity(protocol=value("security_protocol") or "PLAINTEXT",
+                             sasl_mechanism=value("sasl_mechanism") or "SCRAM-SHA-512",
+                             **{n: value(n) for n in names})
 
     @property
     def default_version(self) -> SchemaVersion | None:

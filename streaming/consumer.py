@@ -29,7 +29,7 @@ from models.errors import AlertClassifierError, BrokerError, OutputRejected, Pro
 from models.registry import Registry
 from streaming.decode import Decoder
 from streaming.isolate import combine, dead_letter_units, find_rejected, merged, schema_id_of, units_of
-from streaming.kafka import consumer_config
+from streaming.kafka import PLAINTEXT, KafkaSecurity, consumer_config
 from streaming.pipeline import (
     BatchOutcome,
     ClassificationRecord,
@@ -73,6 +73,11 @@ class WorkerConfig:
     keep_history: bool = True
     # A batch retried for longer than this marks the worker stalled (readiness answers 503).
     stall_after_s: float = 60.0
+    security: KafkaSecurity = PLAINTEXT
+    # results and dead letters: another cluster, or (None) the alerts' own
+    output_bootstrap: str | None = None
+    output_security: KafkaSecurity | None = None
+    auto_offset_reset: str = "earliest"  # where a new consumer group starts
 
 
 @dataclass
@@ -108,9 +113,13 @@ class Worker:
         self.retry_reason: str | None = None
         self.assigned: set[tuple[str, int]] = set()
         self.consumer = Consumer(consumer_config(
-            config.bootstrap, config.group, **{"queued.max.messages.kbytes": config.queued_max_kbytes}))
-        self.publisher = Publisher(config.bootstrap, config.output_topic, config.dead_letter_topic,
-                                   broker_version=config.broker_version, fmt=config.output_format)
+            config.bootstrap, config.group, config.security,
+            **{"queued.max.messages.kbytes": config.queued_max_kbytes,
+               "auto.offset.reset": config.auto_offset_reset}))
+        self.publisher = Publisher(config.output_bootstrap or config.bootstrap, config.output_topic,
+                                   config.dead_letter_topic, broker_version=config.broker_version,
+                                   fmt=config.output_format,
+                                   security=config.output_security or config.security)
 
     # --- lifecycle ----------------------------------------------------------------------------
 

@@ -1,40 +1,119 @@
-"""Thin confluent-kafka helpers: client configs we rely on, topic creation, bulk produce."""
+"""Thin confluent-kafka helpers: client configs we rely on, security, topic creation, bulk produce."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from models.errors import BrokerError
 from streaming import local_broker
 
+CONNECT_TIMEOUT_S = 20.0
+# Errors that retrying with the same settings cannot cure: fail at start-up, saying which setting.
+_FATAL_AT_CONNECT = {KafkaError._AUTHENTICATION: "authentication failed",
+                     KafkaError.SASL_AUTHENTICATION_FAILED: "authentication failed",
+                     KafkaError._SSL: "TLS handshake failed",
+                     KafkaError.TOPIC_AUTHORIZATION_FAILED: "not authorised",
+                     KafkaError.CLUSTER_AUTHORIZATION_FAILED: "not authorised"}
 
-def producer_config(bootstrap: str, **extra: object) -> dict:
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How to reach a secured cluster (SASL and/or TLS); PLAINTEXT by default. Secrets never show
+    in repr, logs or readiness."""
+
+    protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL
+    sasl_mechanism: str = "SCRAM-SHA-512"  # SCRAM-SHA-256, SCRAM-SHA-512, PLAIN
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+    ssl_certificate_location: str | None = None  # a client certificate, where the cluster asks for one
+    ssl_key_location: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+
+    def config(self) -> dict:
+        """librdkafka properties (with the secrets: pass to clients only)."""
+        out: dict = {"security.protocol": self.protocol}
+        if self.protocol.startswith("SASL"):
+            out.update({"sasl.mechanisms": self.sasl_mechanism, "sasl.username": self.sasl_username or "",
+                        "sasl.password": self.sasl_password or ""})
+        if self.protocol.endswith("SSL"):
+            optional = {"ssl.ca.location": self.ssl_ca_location,
+                        "ssl.certificate.location": self.ssl_certificate_location,
+                        "ssl.key.location": self.ssl_key_location, "ssl.key.password": self.ssl_key_password}
+            out.update({k: v for k, v in optional.items() if v})
+        return out
+
+    def describe(self) -> str:
+        if not self.protocol.startswith("SASL"):
+            return self.protocol
+        return f"{self.protocol} as {self.sasl_username!r} ({self.sasl_mechanism})"
+
+
+PLAINTEXT = KafkaSecurity()
+
+
+def producer_config(bootstrap: str, security: KafkaSecurity = PLAINTEXT, **extra: object) -> dict:
     # Idempotence is off by default in librdkafka: switch it on explicitly (at-least-once without
     # duplicates from producer retries). linger batches small messages into requests.
     return {"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
             "log.connection.close": False,
-            "linger.ms": 5, "compression.type": "lz4", "message.max.bytes": 10_000_000, **extra}
+            "linger.ms": 5, "compression.type": "lz4", "message.max.bytes": 10_000_000,
+            **security.config(), **extra}
 
 
-def consumer_config(bootstrap: str, group: str, **extra: object) -> dict:
+def consumer_config(bootstrap: str, group: str, security: KafkaSecurity = PLAINTEXT,
+                    **extra: object) -> dict:
     # Offsets are stored by hand only after results are written (at-least-once).
     return {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.offset.store": False,
             "log.connection.close": False,
             "enable.auto.commit": True, "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
-            "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760, **extra}
+            "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760,
+            **security.config(), **extra}
 
 
-def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) -> None:
+def connect_admin(bootstrap: str, security: KafkaSecurity = PLAINTEXT,
+                  timeout_s: float = CONNECT_TIMEOUT_S) -> AdminClient:
+    """An admin client that has answered a metadata request, or BrokerError at once when the
+    cluster refuses us (wrong password, untrusted certificate): librdkafka would otherwise retry
+    quietly for ever."""
+    refused: list[KafkaError] = []
+    # quiet: what goes wrong is raised below, once, with what to do
+    admin = AdminClient({"bootstrap.servers": bootstrap, **security.config(), "log_level": 0,
+                         "error_cb": refused.append})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin.poll(0.2)  # serves the error callback
+        fatal = [e for e in refused if e.code() in _FATAL_AT_CONNECT]
+        if fatal:
+            what = _FATAL_AT_CONNECT[fatal[0].code()]
+            raise BrokerError(f"Kafka at {bootstrap} ({security.describe()}): {what}: {fatal[0].str()}. "
+                              "Check the KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_* and KAFKA_SSL_* settings.")
+        try:
+            if admin.list_topics(timeout=1).brokers:
+                return admin
+        except KafkaException:
+            pass  # not answering yet, or refusing: the error callback says which
+        if time.monotonic() > deadline:
+            seen = f"; last error: {refused[-1].str()}" if refused else ""
+            raise BrokerError(f"no answer from Kafka at {bootstrap} ({security.describe()}) within "
+                              f"{timeout_s:.0f} s{seen}. Check KAFKA_BOOTSTRAP_SERVERS and the network.")
+
+
+def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4,
+                  security: KafkaSecurity = PLAINTEXT) -> None:
     """Create topics that do not exist yet; existing ones are left alone."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = connect_admin(bootstrap, security)
     existing = set(admin.list_topics(timeout=10).topics)
-    new = [NewTopic(t, num_partitions=partitions, replication_factor=1)
+    # replication -1: the cluster's default.replication.factor (3 on the local 3-node cluster)
+    new = [NewTopic(t, num_partitions=partitions, replication_factor=-1)
            for t in topics if t not in existing]
     if not new:
         return
@@ -44,12 +123,20 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4) ->
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise BrokerError(f"could not create topic {topic!r}: {exc}") from None
+    # created is not yet known everywhere: wait until the metadata lists them, so a consumer
+    # subscribing next sees its partitions at once
+    deadline = time.monotonic() + 30
+    while not {t.topic for t in new} <= set(admin.list_topics(timeout=10).topics):
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topics {[t.topic for t in new]} were created but the metadata does not "
+                              "list them after 30 s")
+        time.sleep(0.1)
 
 
 def produce_all(bootstrap: str, topic: str, values: Iterable[bytes], *,
-                key: bytes | None = None, progress=None) -> int:
+                key: bytes | None = None, progress=None, security: KafkaSecurity = PLAINTEXT) -> int:
     """Produce every value, flush, and raise BrokerError if any delivery failed. Returns the count."""
-    producer = Producer(producer_config(bootstrap))
+    producer = Producer(producer_config(bootstrap, security))
     failures: list[str] = []
 
     def on_delivery(err, _msg) -> None:

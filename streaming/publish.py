@@ -13,7 +13,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from models.errors import BrokerError, OutputRejected
-from streaming.kafka import producer_config
+from streaming.kafka import PLAINTEXT, KafkaSecurity, producer_config
 from streaming.pipeline import ClassificationRecord, DeadLetter
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "brokerClassification.avsc"
@@ -68,8 +68,9 @@ class Publisher:
     (transient: retried) or OutputRejected (a record the cluster refuses for good)."""
 
     def __init__(self, bootstrap: str, output_topic: str, dead_letter_topic: str, *,
-                 broker_version: str, fmt: str = "avro", **config: object) -> None:
-        self.producer = Producer(producer_config(bootstrap, **config))
+                 broker_version: str, fmt: str = "avro", security: KafkaSecurity = PLAINTEXT,
+                 **config: object) -> None:
+        self.producer = Producer(producer_config(bootstrap, security, **config))
         self.output_topic, self.dead_letter_topic = output_topic, dead_letter_topic
         self.broker_version, self.fmt = broker_version, fmt
         self._errors: list[KafkaError] = []

@@ -53,12 +53,14 @@ def simulated_packets(n: int, seed: int = 0) -> list[bytes]:
 
 
 def read_topic(bootstrap: str, topic: str, expect: int | None = None, quiet_s: float = 3.0) -> list:
-    """Every message of a topic (fresh group), until `expect` are read or nothing comes for quiet_s."""
+    """Every message of a topic (fresh group), until `expect` are read or nothing comes for quiet_s
+    after the first (joining a group on a fresh broker takes a few seconds: 60 s for the first)."""
     consumer = Consumer(consumer_config(bootstrap, f"reader-{uuid.uuid4().hex}"))
     consumer.subscribe([topic])
     out, last = [], time.monotonic()
     try:
-        while time.monotonic() - last < quiet_s and (expect is None or len(out) < expect):
+        while (time.monotonic() - last < (quiet_s if out else 60.0)
+               and (expect is None or len(out) < expect)):
             batch = [m for m in consumer.consume(1000, 0.5) if m.error() is None]
             if batch:
                 out += batch

@@ -18,14 +18,16 @@ async def livez() -> dict:
     return {"status": "ok"}
 
 
-def _broker_check(bootstrap: str | None) -> dict:
-    from confluent_kafka.admin import AdminClient
+def _broker_check(bootstrap: str, security) -> dict:
+    """The cluster answers us (the error names the cause, never a secret)."""
+    from streaming.kafka import connect_admin
 
     try:
-        meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=3)
-        return {"ok": bool(meta.brokers), "detail": f"{len(meta.brokers)} broker(s) at {bootstrap}"}
+        meta = connect_admin(bootstrap, security, timeout_s=3).list_topics(timeout=3)
+        return {"ok": bool(meta.brokers), "detail": f"{len(meta.brokers)} broker(s) at {bootstrap} "
+                                                    f"({security.describe()})"}
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        return {"ok": False, "detail": f"{bootstrap}: {exc}"}
+        return {"ok": False, "detail": str(exc)}
 
 
 def _worker_check(state) -> dict:
@@ -44,8 +46,15 @@ def _worker_check(state) -> dict:
 def readyz(request: Request) -> JSONResponse:
     state = core(request)
     checks = {}
-    if state.worker is not None:  # `serve` (API only) never uses Kafka: its readiness does not ask
-        checks["broker"] = _broker_check(state.bootstrap)
+    settings = state.settings
+    # `serve` (API only) never uses Kafka: its readiness does not ask
+    if state.worker is not None or state.worker_error is not None:
+        checks["broker"] = _broker_check(state.bootstrap, settings.input_security())
+        output = settings.output_bootstrap(state.bootstrap)
+        if output != state.bootstrap:
+            checks["output_broker"] = _broker_check(output, settings.output_security())
+    if state.worker is None and state.worker_error:  # it could not start (e.g. refused credentials)
+        checks["worker"] = {"ok": False, "detail": state.worker_error}
     try:
         state.store.ping()
         checks["store"] = {"ok": True, "detail": state.settings.store_location.split("@")[-1]}
