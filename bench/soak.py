@@ -74,7 +74,9 @@ class Postgres:
         cmd = [str(self.bin / args[0]), *args[1:]]
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             cmd = ["su", "postgres", "-c", shlex.join(cmd)]
-        subprocess.run(cmd, check=True, capture_output=True)
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"{args[0]} failed: {done.stderr.strip()[-1000:]}")
 
     def start(self) -> None:
         self.dir.mkdir(parents=True)
@@ -87,10 +89,12 @@ class Postgres:
                         "alerts"], check=True)
 
     def restart(self) -> None:
-        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "-w", "restart")
+        # -l again: without it the new server writes to our pipe and the call never returns
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"), "-m", "fast", "-w",
+                  "restart")
 
     def stop(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
+        with contextlib.suppress(SystemExit):
             self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "fast", "stop")
 
 
@@ -285,6 +289,7 @@ def main() -> int:
     rng = random.Random(args.seed)
     settings = Settings()
     root = Path(tempfile.mkdtemp(prefix="soak-"))
+    root.chmod(0o755)  # PostgreSQL runs as its own user
     t0 = time.monotonic()
     log(f"building {args.count} messages ({args.count // 10} malformed, {len(KINDS)} kinds)")
     stream = make_stream(args.count, args.seed)

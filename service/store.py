@@ -10,6 +10,7 @@ an alert carries (`recall`). Schema creation and upgrades are automatic and vers
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sqlite3
@@ -224,7 +225,15 @@ class Store:
                 self._local.conn = None
             if _rejects_the_data(exc):
                 raise StoreRejected(f"the store refused the data ({type(exc).__name__}): {exc}") from exc
+            # Connection lost, server restarted, database locked: start afresh next time (a dead
+            # PostgreSQL connection can still roll back without error, and would fail for ever).
+            self._discard(conn)
             raise StoreError(f"store operation failed on {self._safe_dsn()}: {exc}") from exc
+
+    def _discard(self, conn) -> None:
+        self._local.conn = None
+        with contextlib.suppress(Exception):  # already closed
+            conn.close()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.is_postgres else sql

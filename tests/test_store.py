@@ -8,6 +8,7 @@ import pytest
 
 from service.store import Cone, Query, Store
 from streaming.pipeline import ClassificationRecord, Detection
+from tests.conftest import POSTGRES_DSN
 
 
 def record(source_id: int, classifier: str = "rrlyrae", *, ra=10.0, dec=-5.0, mjd=60000.0, p=0.9,
@@ -223,3 +224,23 @@ def test_rows_the_database_refuses_are_a_permanent_error_naming_it(store):
     assert store.count() == 2
     with pytest.raises(StoreRejected, match="Out of range float values"):
         store.upsert([record(15, p=float("nan"))])  # a probability that is not a number
+
+
+def test_a_lost_connection_is_transient_and_the_next_call_reconnects(store):
+    """A PostgreSQL restart (or any lost connection): one StoreError, retried by the worker; the
+    store then opens a fresh connection instead of failing for ever on the dead one."""
+    from models.errors import StoreError
+
+    if not store.is_postgres:
+        pytest.skip("a lost server connection is a PostgreSQL case")
+    import psycopg
+
+    store.upsert([record(1)])
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as admin:  # what a restart does to sessions
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                      "AND datname = current_database() AND backend_type = 'client backend'")
+    with pytest.raises(StoreError) as caught:
+        store.upsert([record(2)])
+    assert caught.value.transient
+    store.upsert([record(2)])
+    assert store.count() == 2
