@@ -363,7 +363,8 @@ def main() -> int:
                                if "Traceback" in f.read_text(errors="replace"))
         codes = workers.stop()
         log("accounting")
-        report = account(stream, feeder.placed, store, bootstrap, topics, partitions)
+        store.close()
+        report = account(stream, feeder.placed, Store(dsn), bootstrap, topics, partitions)
         out = read_all(bootstrap, topics["output_topic"])
         judged = sum(1 for *_, sid in stream if sid is not None)  # each one's results are published
         report.update({
