@@ -316,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--cutout-bytes", type=int, default=0, help="size of each of 3 cutout stamps")
     simulate.add_argument("--topic", help="default: the alert topic from settings")
     simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--malformed", type=float, default=0.0, metavar="FRACTION",
+                          help="this fraction of bad packets, every kind in turn (streaming/faults.py): "
+                               "watch the dead-letter topic fill")
     simulate.set_defaults(func=cmd_simulate)
 
     replay = sub.add_parser("replay", help="produce alert files (Avro, containers, JSON, directories)")

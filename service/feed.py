@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 
 from service.settings import Settings
 from streaming.decode import Decoder
+from streaming.faults import KINDS, malformed
 from streaming.kafka import create_topics
 
 
@@ -67,11 +69,16 @@ def produce_simulated(settings: Settings, bootstrap: str, args: argparse.Namespa
     stop = getattr(args, "stop", None)
     quiet = getattr(args, "quiet", False)
     sent, t0 = 0, time.monotonic()
+    bad_fraction, bad_made, rng = getattr(args, "malformed", 0.0), 0, random.Random(args.seed)
     while sent < args.count and not (stop is not None and stop.is_set()):
         visit = list(sim.alerts(min(args.visit_size, args.count - sent)))
         for record in visit:
-            value = decoder.encode(record, sim.version)
             key = str(record["diaSource"]["diaObjectId"]).encode()
+            if bad_fraction and rng.random() < bad_fraction:
+                value = malformed(KINDS[bad_made % len(KINDS)], record, sim.version, decoder)
+                bad_made += 1
+            else:
+                value = decoder.encode(record, sim.version)
             while True:
                 try:
                     producer.produce(topic, value, key)

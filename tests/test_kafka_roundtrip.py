@@ -90,3 +90,18 @@ def _running(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_simulate_can_mix_in_every_kind_of_bad_packet(kafka_bootstrap, topic_name, decoder):
+    from tests.test_worker import read_topic
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_CLASSIFIER_")}
+    env["ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
+    run = subprocess.run([sys.executable, "-m", "service.cli", "simulate", "--count", "400", "--malformed",
+                          "0.25", "--source", "builtin", "--topic", topic_name], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    packets = [m.value() or b"" for m in read_topic(kafka_bootstrap, topic_name, expect=400)]
+    bad = [r for r in decoder.decode_batch(packets) if isinstance(r, DecodeError)]
+    assert len(packets) == 400 and 50 <= len(bad) <= 110, len(bad)
+    assert len({e.reason for e in bad}) >= 7, "the kinds come in turn"
