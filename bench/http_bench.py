@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ import httpx
 import numpy as np
 
 from service.store import Store
+from streaming import local_broker
 from streaming.decode import Decoder, latest_version
 from streaming.pipeline import ClassificationRecord
 from streaming.simulate import simulate_alerts
@@ -36,12 +36,6 @@ VERSION = latest_version()
 
 def log(msg: str) -> None:
     print(f"[http-bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fill_store(path: Path, rows: int, seed: int = 0) -> None:
@@ -115,7 +109,7 @@ def main() -> None:
     batch = json.dumps([decoder.decode(p).record for p in packets[:100]],
                        default=lambda b: None).encode()
 
-    port = free_port()
+    port = local_broker.free_port()
     env = {**os.environ, "ALERT_CLASSIFIER_DATA_DIR": str(workdir), "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

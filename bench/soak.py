@@ -24,7 +24,6 @@ import random
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from service.store import Store
 from streaming import local_broker
 from streaming.decode import Decoder
 from streaming.faults import DEAD, DUPLICATE, KINDS, expected, malformed
-from streaming.kafka import consumer_config, create_topics, producer_config
+from streaming.kafka import create_topics, producer_config, read_topic
 from streaming.simulate import NightSimulator
 
 N_MODELS = len(Registry().models)
@@ -51,12 +50,6 @@ N_MODELS = len(Registry().models)
 
 def log(msg: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Postgres:
@@ -67,7 +60,7 @@ class Postgres:
         if not found:
             raise SystemExit("PostgreSQL binaries not found: apt-get install postgresql, "
                              "or run with --store sqlite")
-        self.bin, self.dir, self.port = found[-1].parent, root / "pg", free_port()
+        self.bin, self.dir, self.port = found[-1].parent, root / "pg", local_broker.free_port()
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/alerts"
 
     def _run(self, *args: str) -> None:
@@ -210,21 +203,6 @@ def committed_lag(bootstrap: str, topic: str, group: str, partitions: int) -> in
         consumer.close()
 
 
-def read_all(bootstrap: str, topic: str, quiet_s: float = 5.0) -> list:
-    consumer = Consumer(consumer_config(bootstrap, f"soak-reader-{uuid.uuid4().hex}", **{"log_level": 0}))
-    consumer.subscribe([topic])
-    out, last = [], time.monotonic()
-    try:
-        while time.monotonic() - last < (quiet_s if out else 60):
-            batch = [m for m in consumer.consume(5000, 1.0) if m.error() is None]
-            if batch:
-                out += batch
-                last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
-
-
 def account(stream: list, placed: dict, store: Store, bootstrap: str, topics: dict, partitions: int) -> dict:
     """Every produced offset: classified, declined or dead-lettered, from the store and the DLQ."""
     with store._connection() as conn:
@@ -234,7 +212,7 @@ def account(stream: list, placed: dict, store: Store, bootstrap: str, topics: di
         stored = {int(sid): (int(n), int(ok or 0), int(classifiers))
                   for sid, n, ok, classifiers in cur.fetchall()}
     dead: dict[tuple[int, int], str] = {}
-    dlq = read_all(bootstrap, topics["dead_letter_topic"])
+    dlq = read_topic(bootstrap, topics["dead_letter_topic"], quiet_s=5.0)
     for m in dlq:
         h = {k: v.decode() for k, v in m.headers()}
         dead[(int(h["source_partition"]), int(h["source_offset"]))] = h["reason"]
@@ -365,7 +343,7 @@ def main() -> int:
         log("accounting")
         store.close()
         report = account(stream, feeder.placed, Store(dsn), bootstrap, topics, partitions)
-        out = read_all(bootstrap, topics["output_topic"])
+        out = read_topic(bootstrap, topics["output_topic"], quiet_s=5.0)
         judged = sum(1 for *_, sid in stream if sid is not None)  # each one's results are published
         report.update({
             "alerts": len(stream), "malformed": sum(1 for k, *_ in stream if k != "valid"),

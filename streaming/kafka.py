@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -131,6 +132,29 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4,
             raise BrokerError(f"topics {[t.topic for t in new]} were created but the metadata does not "
                               "list them after 30 s")
         time.sleep(0.1)
+
+
+def read_topic(bootstrap: str, topic: str, expect: int | None = None, quiet_s: float = 3.0,
+               security: KafkaSecurity = PLAINTEXT) -> list:
+    """Every message of a topic (a fresh group), until `expect` are read or nothing comes for
+    `quiet_s` after the first (joining a group on a fresh broker takes seconds: 60 s for the first).
+    For tests, benchmarks and an operator's look at the dead-letter topic."""
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(consumer_config(bootstrap, f"reader-{uuid.uuid4().hex}", security, log_level=0))
+    consumer.subscribe([topic])
+    out: list = []
+    last = time.monotonic()
+    try:
+        while (time.monotonic() - last < (quiet_s if out else 60.0)
+               and (expect is None or len(out) < expect)):
+            batch = [m for m in consumer.consume(5000, 0.5) if m.error() is None]
+            if batch:
+                out += batch
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    return out
 
 
 def produce_all(bootstrap: str, topic: str, values: Iterable[bytes], *,

@@ -191,7 +191,7 @@ def ensure_jars(cache_dir: Path) -> Path:
     return lib
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -244,7 +244,7 @@ def start(cache_dir: Path, *, partitions: int = 4, detach: bool = False, log_lev
         raise BrokerError("Java is not on PATH: install a JDK 17+ (apt-get install openjdk-17-jre-headless).")
     workdir = Path(tempfile.mkdtemp(prefix="kafka-", dir=cache_dir))
     (workdir / "log4j2.properties").write_text(LOG4J2.format(level=log_level))
-    ports = [(i + 1, _free_port(), _free_port(), _free_port() if sasl_ssl else None) for i in range(nodes)]
+    ports = [(i + 1, free_port(), free_port(), free_port() if sasl_ssl else None) for i in range(nodes)]
     voters = ",".join(f"{i}@127.0.0.1:{cport}" for i, _, cport, _ in ports)
     cluster_id = _cluster_id()
     handle = BrokerHandle(bootstrap_servers=",".join(f"127.0.0.1:{p}" for _, p, _, _ in ports),

@@ -16,14 +16,6 @@ def same(a: object, b: object) -> bool:
     return type(a) is type(b) and a == b
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(env_extra: dict, data_dir) -> tuple:
     """Start `alert-classifier serve` on a free port; return (process, base URL) once /livez answers."""
     import subprocess
@@ -31,6 +23,8 @@ def serve(env_extra: dict, data_dir) -> tuple:
     import time
 
     import httpx
+
+    from streaming.local_broker import free_port
 
     port = free_port()
     env = {"ALERT_CLASSIFIER_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1",

@@ -17,8 +17,8 @@ from service.store import Query
 from streaming import local_broker
 from streaming.consumer import Worker, WorkerConfig
 from streaming.decode import Decoder
-from streaming.kafka import create_topics, produce_all
-from tests.test_worker import read_topic, simulated_packets, wait_for
+from streaming.kafka import create_topics, produce_all, read_topic
+from tests.test_worker import simulated_packets, wait_for
 
 pytestmark = pytest.mark.kafka
 BATCH = 100

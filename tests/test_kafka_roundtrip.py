@@ -93,7 +93,7 @@ def _running(pid: int) -> bool:
 
 
 def test_simulate_can_mix_in_every_kind_of_bad_packet(kafka_bootstrap, topic_name, decoder):
-    from tests.test_worker import read_topic
+    from streaming.kafka import read_topic
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALERT_CLASSIFIER_")}
     env["ALERT_CLASSIFIER_KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap

@@ -23,8 +23,8 @@ from service.store import Query as StoreQuery
 from service.store import Store
 from streaming import local_broker
 from streaming.decode import Decoder
-from streaming.kafka import create_topics, produce_all
-from tests.test_worker import read_topic, simulated_packets
+from streaming.kafka import create_topics, produce_all, read_topic
+from tests.test_worker import simulated_packets
 
 pytestmark = pytest.mark.kafka
 PASSWORD = "alice-s3cret-pw"

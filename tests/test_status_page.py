@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port
+from streaming.local_broker import free_port
 
 pytestmark = pytest.mark.kafka
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

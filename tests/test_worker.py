@@ -21,7 +21,7 @@ from models.registry import Registry
 from service.store import Query, Store
 from streaming.consumer import Worker, WorkerConfig
 from streaming.decode import Decoder, latest_version
-from streaming.kafka import consumer_config, create_topics, produce_all
+from streaming.kafka import consumer_config, create_topics, produce_all, read_topic
 from streaming.lightcurve import LightCurve, light_curve
 from streaming.pipeline import classify_alerts
 from streaming.publish import decode_classification
@@ -50,24 +50,6 @@ def topics(kafka_bootstrap) -> dict:
 def simulated_packets(n: int, seed: int = 0) -> list[bytes]:
     decoder = Decoder()
     return [decoder.encode(r, VERSION) for r in NightSimulator(seed, pool_size=300).alerts(n)]
-
-
-def read_topic(bootstrap: str, topic: str, expect: int | None = None, quiet_s: float = 3.0) -> list:
-    """Every message of a topic (fresh group), until `expect` are read or nothing comes for quiet_s
-    after the first (joining a group on a fresh broker takes a few seconds: 60 s for the first)."""
-    consumer = Consumer(consumer_config(bootstrap, f"reader-{uuid.uuid4().hex}"))
-    consumer.subscribe([topic])
-    out, last = [], time.monotonic()
-    try:
-        while (time.monotonic() - last < (quiet_s if out else 60.0)
-               and (expect is None or len(out) < expect)):
-            batch = [m for m in consumer.consume(1000, 0.5) if m.error() is None]
-            if batch:
-                out += batch
-                last = time.monotonic()
-    finally:
-        consumer.close()
-    return out
 
 
 def worker_env(bootstrap: str, topics: dict, store: Path, batch: int = 100) -> dict:
