@@ -34,6 +34,7 @@ from models import features
 from models.registry import Registry
 from service.settings import Settings
 from service.store import Query, Store
+from streaming import kafka
 from streaming.consumer import Worker, WorkerConfig
 from streaming.decode import Alert, Decoder, _shipped_schema, latest_version
 from streaming.kafka import broker, consumer_config, create_topics, producer_config
@@ -61,12 +62,7 @@ def produce(bootstrap: str, topic: str, values: list[bytes], rate: float | None 
     producer = Producer(producer_config(bootstrap))
     t0 = time.monotonic()
     for i, v in enumerate(values):
-        while True:
-            try:
-                producer.produce(topic, v, str(i).encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
+        kafka.produce(producer, topic, v, str(i).encode())
         producer.poll(0)
         if rate:
             ahead = (i + 1) / rate - (time.monotonic() - t0)

@@ -42,7 +42,7 @@ from service.store import Store
 from streaming import local_broker
 from streaming.decode import Decoder
 from streaming.faults import DEAD, DUPLICATE, KINDS, expected, malformed
-from streaming.kafka import create_topics, producer_config, read_topic
+from streaming.kafka import create_topics, produce, producer_config, read_topic
 from streaming.simulate import NightSimulator
 
 N_MODELS = len(Registry().models)
@@ -132,12 +132,7 @@ class Feeder(threading.Thread):
                     self.placed[i] = (msg.partition(), msg.offset())
                 else:
                     self.failed.append(str(err))
-            while True:
-                try:
-                    producer.produce(self.topic, value, key, on_delivery=delivered)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce(producer, self.topic, value, key, on_delivery=delivered)
             producer.poll(0)
             ahead = (i + 1) / self.rate - (time.monotonic() - t0)
             if ahead > 0:

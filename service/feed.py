@@ -10,7 +10,7 @@ import time
 from service.settings import Settings
 from streaming.decode import Decoder
 from streaming.faults import KINDS, malformed
-from streaming.kafka import create_topics
+from streaming.kafka import create_topics, produce
 
 
 class Progress:
@@ -79,12 +79,7 @@ def produce_simulated(settings: Settings, bootstrap: str, args: argparse.Namespa
                 bad_made += 1
             else:
                 value = decoder.encode(record, sim.version)
-            while True:
-                try:
-                    producer.produce(topic, value, key)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            produce(producer, topic, value, key)
             sent += 1
             producer.poll(0)
             if not quiet:

@@ -157,6 +157,19 @@ def read_topic(bootstrap: str, topic: str, expect: int | None = None, quiet_s: f
     return out
 
 
+def produce(producer: Producer, topic: str, value: bytes, key: bytes | None = None, *,
+            headers=None, on_delivery=None) -> None:
+    """One message, waiting while the local queue is full (serving delivery reports meanwhile)
+    rather than failing: backpressure. KafkaException (e.g. a message over `message.max.bytes`)
+    propagates."""
+    while True:
+        try:
+            producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def produce_all(bootstrap: str, topic: str, values: Iterable[bytes], *,
                 key: bytes | None = None, progress=None, security: KafkaSecurity = PLAINTEXT) -> int:
     """Produce every value, flush, and raise BrokerError if any delivery failed. Returns the count."""
@@ -169,12 +182,7 @@ def produce_all(bootstrap: str, topic: str, values: Iterable[bytes], *,
 
     n = 0
     for value in values:
-        while True:
-            try:
-                producer.produce(topic, value, key, on_delivery=on_delivery)
-                break
-            except BufferError:  # local queue full: let it drain
-                producer.poll(0.05)
+        produce(producer, topic, value, key, on_delivery=on_delivery)
         producer.poll(0)
         n += 1
         if progress is not None:

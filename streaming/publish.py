@@ -13,7 +13,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from models.errors import BrokerError, OutputRejected
-from streaming.kafka import PLAINTEXT, KafkaSecurity, producer_config
+from streaming.kafka import PLAINTEXT, KafkaSecurity, produce, producer_config
 from streaming.pipeline import ClassificationRecord, DeadLetter
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "brokerClassification.avsc"
@@ -80,15 +80,10 @@ class Publisher:
             self._errors.append(err)
 
     def _produce(self, topic: str, value: bytes, key: bytes | None, headers=None) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
-                return
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                self.producer.poll(0.05)
-            except KafkaException as exc:  # refused before sending, e.g. larger than message.max.bytes
-                self._errors.append(exc.args[0])
-                return
+        try:
+            produce(self.producer, topic, value, key, headers=headers, on_delivery=self._on_delivery)
+        except KafkaException as exc:  # refused before sending, e.g. larger than message.max.bytes
+            self._errors.append(exc.args[0])
 
     def publish(self, records: Sequence[ClassificationRecord], dead_letters: Sequence[DeadLetter]) -> None:
         for r in records:
