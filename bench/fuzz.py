@@ -25,7 +25,8 @@ import numpy as np
 from models.registry import Registry
 from streaming.decode import Decoder, SchemaVersion, latest_version
 from streaming.faults import mutate
-from streaming.pipeline import Message, process_batch
+from streaming.pipeline import process_batch
+from streaming.records import Message
 from streaming.simulate import simulate_alerts
 
 

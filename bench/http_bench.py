@@ -28,7 +28,7 @@ import numpy as np
 from service.store import Store
 from streaming import local_broker
 from streaming.decode import Decoder, latest_version
-from streaming.pipeline import ClassificationRecord
+from streaming.records import ClassificationRecord
 from streaming.simulate import simulate_alerts
 
 VERSION = latest_version()

@@ -39,8 +39,8 @@ from streaming.consumer import Worker, WorkerConfig
 from streaming.decode import Alert, Decoder, _shipped_schema, latest_version
 from streaming.kafka import broker, consumer_config, create_topics, producer_config
 from streaming.lightcurve import light_curves
-from streaming.pipeline import ClassificationRecord, Message
 from streaming.publish import encode_classification
+from streaming.records import ClassificationRecord, Message
 from streaming.simulate import simulate_alerts
 
 VERSION = latest_version()

@@ -14,7 +14,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
-from streaming.pipeline import BatchOutcome, Message
+from streaming.records import BatchOutcome, Message
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 WINDOW_S = 600  # the status page shows the last ten minutes

@@ -25,7 +25,7 @@ import numpy as np
 
 from models.errors import StoreError, StoreRejected
 from streaming.lightcurve import LightCurve
-from streaming.pipeline import ClassificationRecord, Detection
+from streaming.records import ClassificationRecord, Detection
 
 # Each migration is a list of statements; `{id}` is the auto-increment key of the dialect.
 MIGRATIONS: list[list[str]] = [

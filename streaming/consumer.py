@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -30,28 +30,13 @@ from models.registry import Registry
 from streaming.decode import Decoder
 from streaming.isolate import combine, dead_letter_units, find_rejected, merged, schema_id_of, units_of
 from streaming.kafka import PLAINTEXT, KafkaSecurity, consumer_config
-from streaming.pipeline import (
-    BatchOutcome,
-    ClassificationRecord,
-    DeadLetter,
-    Detection,
-    History,
-    Message,
-    process_batch,
-)
+from streaming.pipeline import process_batch
 from streaming.publish import Publisher
+from streaming.records import BatchOutcome, DeadLetter, Message, ResultStore
 
 log = logging.getLogger("alert_classifier.worker")
 T = TypeVar("T")
 STOPPED = object()  # what a retry gives back when the worker stops before the action succeeded
-
-
-class ResultStore(History, Protocol):
-    """The sink `service` implements: idempotent upsert keyed by (diaSourceId, classifier, version),
-    which also keeps new detections, and the light-curve history it recalls."""
-
-    def upsert(self, records: Sequence[ClassificationRecord],
-               detections: Sequence[Detection] = ()) -> None: ...
 
 
 @dataclass

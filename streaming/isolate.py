@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from streaming.pipeline import BatchOutcome, ClassificationRecord, DeadLetter, Detection, Message
+from streaming.records import BatchOutcome, ClassificationRecord, DeadLetter, Detection, Message
 
 T = TypeVar("T")
 

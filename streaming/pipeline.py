@@ -9,10 +9,8 @@ which also sorts every message into exactly one outcome: classified, declined, o
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from itertools import repeat
-from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -21,24 +19,7 @@ from models.errors import AlertClassifierError, DecodeError
 from models.registry import Registry, Result
 from streaming.decode import Alert, Decoder
 from streaming.lightcurve import LightCurve, light_curves, unstored, with_history
-
-
-class Detection(NamedTuple):
-    """One detection the light-curve history keeps (a store row)."""
-
-    dia_source_id: int
-    dia_object_id: int
-    mjd: float
-    band: int
-    flux: float
-    flux_err: float
-
-
-class History(Protocol):
-    """Earlier detections per object, beyond the 12 months an alert carries (`service` implements it):
-    each object's detections before the given time."""
-
-    def recall(self, before: Mapping[int, float]) -> dict[int, LightCurve]: ...
+from streaming.records import BatchOutcome, ClassificationRecord, DeadLetter, Detection, History, Message
 
 
 def curves_with_history(alerts: Sequence[Alert], history: History | None, *, forced: bool = False
@@ -96,61 +77,6 @@ def classify_with_records(alerts: Sequence[Alert], registry: Registry, history: 
 def result_object(alert: Alert, results: Sequence[Result]) -> dict:
     return {"diaSourceId": alert.dia_source_id, "diaObjectId": alert.dia_object_id,
             "results": [r.as_dict() for r in results]}
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """What the pipeline needs of a Kafka message (also built by tests and replay)."""
-
-    value: bytes
-    topic: str = ""
-    partition: int = 0
-    offset: int = 0
-    timestamp_ms: int = 0
-
-
-@dataclass(slots=True)
-class ClassificationRecord:
-    """One classifier's verdict on one alert: the store's row, keyed by (diaSourceId, classifier, version)."""
-
-    dia_source_id: int
-    dia_object_id: int | None
-    alert_id: int
-    classifier: str
-    version: str
-    ra: float
-    dec: float
-    mjd: float
-    classifications: list[dict]
-    reason: str | None
-    topic: str
-    partition: int
-    offset: int
-    alert_timestamp_ms: int
-    ingest_timestamp_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    message: Message
-    reason: str
-    error: str
-    schema_id: int | None
-
-
-@dataclass
-class BatchOutcome:
-    records: list[ClassificationRecord] = field(default_factory=list)
-    detections: list[Detection] = field(default_factory=list)  # new to the history: the store keeps them
-    history_points: int = 0  # points the history added to the batch's light curves
-    classified: list[Message] = field(default_factory=list)  # at least one classifier judged it
-    declined: list[tuple[Message, str]] = field(default_factory=list)  # every classifier declined
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-    stage_seconds: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def n_messages(self) -> int:
-        return len(self.classified) + len(self.declined) + len(self.dead_letters)
 
 
 def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Registry,

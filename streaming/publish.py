@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from models.errors import BrokerError, OutputRejected
 from streaming.kafka import PLAINTEXT, KafkaSecurity, produce, producer_config
-from streaming.pipeline import ClassificationRecord, DeadLetter
+from streaming.records import ClassificationRecord, DeadLetter
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "brokerClassification.avsc"
 BROKER_NAME = "alert-classifier"

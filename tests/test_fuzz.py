@@ -11,7 +11,8 @@ import pytest
 from models.registry import Registry
 from streaming.decode import Decoder, latest_version
 from streaming.faults import DEAD, KINDS, expected, malformed, mutate
-from streaming.pipeline import Message, process_batch
+from streaming.pipeline import process_batch
+from streaming.records import Message
 from streaming.simulate import simulate_alerts
 
 LATEST = latest_version()

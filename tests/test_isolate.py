@@ -6,7 +6,7 @@ import pytest
 
 from models.errors import StoreError, StoreRejected
 from streaming.isolate import dead_letter_units, find_rejected, merged, units_of
-from streaming.pipeline import BatchOutcome, ClassificationRecord, Detection, Message
+from streaming.records import BatchOutcome, ClassificationRecord, Detection, Message
 
 
 def _refusing(bad: set[int], calls: list):

@@ -173,7 +173,8 @@ def test_forced_points_are_not_kept_in_the_history():
 def test_alerts_of_one_object_in_one_batch_each_get_their_whole_past(tmp_path):
     """Two alerts of one object in a batch: each gets every earlier detection, none later than itself."""
     from service.store import Store
-    from streaming.pipeline import Detection, curves_with_history
+    from streaming.pipeline import curves_with_history
+    from streaming.records import Detection
     from streaming.simulate import BANDS as NAMES
     from streaming.simulate import alert_at
     from tests.helpers import long_lived_object

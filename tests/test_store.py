@@ -7,7 +7,7 @@ import math
 import pytest
 
 from service.store import Cone, Query, Store
-from streaming.pipeline import ClassificationRecord, Detection
+from streaming.records import ClassificationRecord, Detection
 from tests.conftest import POSTGRES_DSN
 
 
