@@ -255,6 +255,44 @@ def test_cone_query_and_csv(client):
     assert len(table) == 5 and "top_probability" in table[0]
 
 
+def test_parquet_and_votable_carry_the_same_rows_with_units(client):
+    import pyarrow.parquet as pq
+    from astropy.io.votable import parse_single_table
+
+    stored = _store_some(client, 6)
+    rows = client.get("/v1/classifications", params={"limit": 1000}).json()["items"]
+    r = client.get("/v1/classifications", params={"format": "parquet", "limit": 1000})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/vnd.apache.parquet"
+    table = pq.read_table(io.BytesIO(r.content))
+    assert table.column("diaSourceId").to_pylist() == [x["diaSourceId"] for x in rows]
+    assert table.column("diaObjectId").to_pylist() == [x["diaObjectId"] for x in rows]  # 64-bit, exact
+    assert table.column("topProbability").to_pylist() == [x["topProbability"] for x in rows]
+    assert json.loads(table.column("classifications")[0].as_py()) == rows[0]["classifications"]
+    assert table.schema.field("ra").metadata[b"unit"] == b"deg"
+    assert table.schema.field("mjd").metadata[b"unit"] == b"d"
+
+    r = client.get("/v1/classifications", params={"format": "votable", "limit": 1000})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/x-votable+xml"
+    vot = parse_single_table(io.BytesIO(r.content)).to_table()
+    assert [int(v) for v in vot["diaSourceId"]] == [x["diaSourceId"] for x in rows]
+    assert [int(v) for v in vot["diaObjectId"]] == [x["diaObjectId"] for x in rows]
+    assert str(vot["ra"].unit) == "deg" and str(vot["mjd"].unit) == "d"
+    assert "MJD, TAI" in vot["mjd"].description
+    assert [str(v) for v in vot["reason"].filled("")] == [x["reason"] or "" for x in rows]
+
+    # the light curve too, flux in nJy
+    obj = stored[0]["diaObjectId"]
+    points = client.get(f"/v1/objects/{obj}/lightcurve").json()["points"]
+    lc = pq.read_table(io.BytesIO(client.get(f"/v1/objects/{obj}/lightcurve",
+                                             params={"format": "parquet"}).content))
+    assert lc.column("psfFlux").to_pylist() == [p["psfFlux"] for p in points]
+    assert lc.column("band").to_pylist() == [p["band"] for p in points]
+    vlc = parse_single_table(io.BytesIO(client.get(f"/v1/objects/{obj}/lightcurve",
+                                                   params={"format": "votable"}).content)).to_table()
+    assert str(vlc["psfFlux"].unit) == "nJy" and list(vlc["mjd"]) == [p["mjd"] for p in points]
+    assert [int(v) for v in vlc["diaSourceId"]] == [p["diaSourceId"] for p in points]
+
+
 # --- models, health, metrics ---------------------------------------------------------------------
 
 def test_models_endpoints(client):

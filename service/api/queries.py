@@ -3,8 +3,6 @@ listings."""
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Literal
 
 import orjson
@@ -12,14 +10,38 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
 from service.api.deps import core, reject_unknown_query_parameters
+from service.api.formats import Column, table_response
 from service.store import Cone
 from service.store import Query as StoreQuery
 from streaming.lightcurve import BANDS
 
 router = APIRouter(prefix="/v1", tags=["queries"], dependencies=[Depends(reject_unknown_query_parameters)])
 
-CSV_COLUMNS = ("id", "dia_source_id", "dia_object_id", "classifier", "version", "ra", "dec", "mjd",
-               "top_class", "top_probability", "reason")
+# The table formats' columns: (store row key, column), in order.
+CLASSIFICATION_COLUMNS = [
+    ("id", Column("id", "int64", None, "row id; the cursor of the next page")),
+    ("dia_source_id", Column("diaSourceId", "int64", None, "Rubin diaSourceId of the alert")),
+    ("dia_object_id", Column("diaObjectId", "int64", None,
+                             "Rubin diaObjectId (null for solar-system sources)")),
+    ("classifier", Column("classifier", "str", None, "classifier name")),
+    ("version", Column("version", "str", None, "classifier version")),
+    ("ra", Column("ra", "float64", "deg", "right ascension of the diaSource (ICRS)")),
+    ("dec", Column("dec", "float64", "deg", "declination of the diaSource (ICRS)")),
+    ("mjd", Column("mjd", "float64", "d", "midpointMjdTai of the diaSource (MJD, TAI)")),
+    ("top_class", Column("topClass", "int64", None, "ELAsTiCC2 class id with the highest probability")),
+    ("top_probability", Column("topProbability", "float64", None, "its probability")),
+    ("classifications", Column("classifications", "str", None,
+                               "every class id and probability, JSON [{classId, probability}]")),
+    ("reason", Column("reason", "str", None, "why the classifier declined; null when it judged")),
+]
+LIGHT_CURVE_COLUMNS = [
+    Column("diaSourceId", "int64", None, "Rubin diaSourceId of the detection"),
+    Column("mjd", "float64", "d", "midpointMjdTai (MJD, TAI)"),
+    Column("band", "str", None, "Rubin filter: u, g, r, i, z or y"),
+    Column("psfFlux", "float64", "nJy", "PSF difference flux"),
+    Column("psfFluxErr", "float64", "nJy", "uncertainty of psfFlux"),
+]
+TABLE_FORMATS = ("csv", "parquet", "votable")
 
 
 def _public(row: dict) -> dict:
@@ -50,7 +72,8 @@ def object_light_curve(request: Request,
                        dia_object_id: int = Path(alias="diaObjectId", ge=0, le=2**63 - 1),
                        cursor: str | None = Query(None, max_length=60, pattern=r"^[0-9.eE+-]+:[0-9]+$",
                                                   description="`next_cursor` of the previous page"),
-                       limit: int = Query(1000, ge=1, le=10_000)) -> Response:
+                       limit: int = Query(1000, ge=1, le=10_000),
+                       format: Literal["json", "csv", "parquet", "votable"] = Query("json")) -> Response:
     after = None
     if cursor is not None:
         mjd, source_id = cursor.split(":")
@@ -63,9 +86,14 @@ def object_light_curve(request: Request,
     if not rows and after is None:
         raise HTTPException(404, f"no detections stored for diaObjectId {dia_object_id} (the store keeps "
                                  "them when KEEP_HISTORY is on)", headers={"x-reason": "not_found"})
+    next_cursor = f"{rows[-1][1]!r}:{rows[-1][0]}" if len(rows) == limit else None
+    if format in TABLE_FORMATS:
+        return table_response(format, LIGHT_CURVE_COLUMNS,
+                              [(sid, t, BANDS[b], f, e) for sid, t, b, f, e in rows],
+                              name=f"lightcurve_{dia_object_id}",
+                              headers={"X-Next-Cursor": next_cursor} if next_cursor else None)
     points = [{"diaSourceId": sid, "mjd": t, "band": BANDS[b], "psfFlux": f, "psfFluxErr": e}
               for sid, t, b, f, e in rows]
-    next_cursor = f"{rows[-1][1]!r}:{rows[-1][0]}" if len(rows) == limit else None
     body = {"diaObjectId": dia_object_id, "points": points, "next_cursor": next_cursor}
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -84,7 +112,7 @@ def classifications(
     radius: float | None = Query(None, gt=0, le=36_000, description="cone radius, arcsec"),
     cursor: int = Query(0, ge=0, le=2**62, description="`next_cursor` of the previous page"),
     limit: int = Query(100, ge=1, le=1000),
-    format: Literal["json", "csv"] = Query("json"),
+    format: Literal["json", "csv", "parquet", "votable"] = Query("json"),
 ) -> Response:
     cone_args = (ra, dec, radius)
     if any(a is not None for a in cone_args) and not all(a is not None for a in cone_args):
@@ -98,13 +126,14 @@ def classifications(
                    after_id=cursor, limit=limit)
     rows = core(request).store.query(q)
     next_cursor = rows[-1]["id"] if len(rows) == limit else None
-    if format == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(CSV_COLUMNS)
-        for r in rows:
-            writer.writerow([r[c] for c in CSV_COLUMNS])
-        headers = {"X-Next-Cursor": str(next_cursor)} if next_cursor is not None else {}
-        return Response(buf.getvalue(), media_type="text/csv", headers=headers)
+    if format in TABLE_FORMATS:
+        table = [tuple(orjson.dumps(r[key]).decode() if key == "classifications" else r[key]
+                       for key, _ in CLASSIFICATION_COLUMNS) for r in rows]
+        columns = [c for _, c in CLASSIFICATION_COLUMNS]
+        if format == "csv":  # as it always was: store names, without the classifications list
+            columns = [Column(key, c.kind, c.unit, c.description) for key, c in CLASSIFICATION_COLUMNS]
+            columns, table = columns[:-2] + columns[-1:], [t[:-2] + t[-1:] for t in table]
+        cursor_header = {"X-Next-Cursor": str(next_cursor)} if next_cursor is not None else None
+        return table_response(format, columns, table, name="classifications", headers=cursor_header)
     return Response(orjson.dumps({"items": [_public(r) for r in rows], "next_cursor": next_cursor}),
                     media_type="application/json")
