@@ -256,6 +256,14 @@ def cmd_prune(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_cards(args: argparse.Namespace, settings: Settings) -> int:
+    """The committed model cards' held-out metrics as Markdown tables (docs/models.md carries them)."""
+    from models.cards import block, latest_cards, markdown
+
+    print(block(latest_cards()) if args.block else markdown(latest_cards()), end="")
+    return 0
+
+
 def cmd_colours(args: argparse.Namespace, settings: Settings) -> int:
     from models.train.colours import colour_table
 
@@ -353,6 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     colours.add_argument("--data-dir", type=Path)
     colours.add_argument("--seed", type=int, default=0)
     colours.set_defaults(func=cmd_colours)
+
+    cards = sub.add_parser("cards", help="the model cards' held-out metrics as Markdown tables")
+    cards.add_argument("--block", action="store_true", help="with the markers docs/models.md uses")
+    cards.set_defaults(func=cmd_cards)
     return parser
 
 

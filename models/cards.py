@@ -1,0 +1,111 @@
+"""The model cards' held-out metrics as Markdown tables: `alert-classifier cards` prints them, and
+docs/models.md carries them between markers (a test fails when the docs and the cards disagree)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.registry import ARTIFACTS, _version_key
+
+BEGIN, END = "<!-- cards:begin (alert-classifier cards) -->", "<!-- cards:end -->"
+
+# (heading, path into a metrics entry ("/" between keys), how to show it)
+COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    "rrlyrae": [("views", "n", "int"), ("completeness", "completeness", "f3"),
+                ("contamination", "contamination", "f3"), ("AUC", "auc", "f3"),
+                ("calib. error", "calibration_error", "f3"),
+                ("completeness at ≤ 5% contamination", "at_contamination_0.05/completeness", "f3")],
+    "supernova": [("views", "n", "int"), ("SN recall", "sn_recall", "f3"), ("SN AUC", "sn_auc", "f3"),
+                  ("real variable stars called SN", "false_positive_rate_real_variables", "pct"),
+                  ("Ia vs CC AUC", "ia_vs_cc_auc", "f3"),
+                  ("Ia vs CC AUC, ≥ 20 detections", "ia_vs_cc_auc_20_detections_or_more/auc", "f3"),
+                  ("calib. error", "sn_calibration_error", "f3")],
+}
+LABELS = {
+    "held_out_all": "all held out",
+    "held_out_plasticc": "PLAsTiCC",
+    "held_out_sesar": "Sesar (RR Lyrae only)",
+    "held_out_eros": "EROS-1, every view, raw labels",
+    "held_out_eros_audited_labels": "EROS-1, every view, audited labels",
+    "held_out_ogle3_synthetic": "OGLE-III pulsators in Rubin's cadence (synthetic)",
+    "held_out_ogle3_synthetic_called_sn": "OGLE-III pulsators in Rubin's cadence (synthetic)",
+    "held_out_real": "real surveys, every view, raw labels",
+    "held_out_real_20_points_or_more": "real surveys, ≥ 20 points, raw labels",
+    "held_out_real_40_points_or_more": "real surveys, ≥ 40 points, raw labels",
+    "held_out_real_latest_alerts": "real surveys, latest alerts, raw labels",
+    "held_out_real_window_alerts": "real surveys, window alerts, raw labels",
+    "held_out_real_early_alerts": "real surveys, early alerts, raw labels",
+    "held_out_real_history_alerts": "real surveys, whole histories, raw labels",
+    "held_out_real_audited_labels": "real surveys, every view, audited labels",
+    "held_out_real_history_alerts_audited_labels": "**real surveys, whole histories, audited labels**",
+    "held_out_real_latest_alerts_audited_labels": "real surveys, latest alerts (one alert's year), "
+                                                  "audited labels",
+    "held_out_real_window_alerts_audited_labels": "real surveys, window alerts, audited labels",
+    "held_out_real_early_alerts_audited_labels": "real surveys, early alerts (8th detection), audited labels",
+    "cross_survey_trained_without_eros_tested_on_eros": "**across surveys: trained without EROS, tested "
+                                                        "on EROS**",
+    "external_ztf_30_sne": "real ZTF SNe (ALeRCE's 30; not RR Lyrae)",
+    "held_out_early": "early (3-8 detections)",
+    "held_out_full": "full (a year, or the whole history)",
+    "held_out_g_r_only_all": "the same views in g and r only",
+    "held_out_g_r_only_early": "g and r only, early",
+    "held_out_g_r_only_full": "g and r only, full",
+    "held_out_seen_nearer_all": "held-out PLAsTiCC objects seen nearer, all",
+    "held_out_seen_nearer_early": "seen nearer, early",
+    "held_out_seen_nearer_full": "seen nearer, full",
+    "external_ztf_30_sne_all": "real ZTF SNe (ALeRCE's 30, never trained on): every view",
+    "external_ztf_30_sne_early": "real ZTF SNe: early (3-8 detections)",
+    "external_ztf_30_sne_full": "**real ZTF SNe (ALeRCE's 30, never trained on): full curves**",
+}
+
+
+def _get(entry: dict, path: str):
+    for part in path.split("/"):
+        if not isinstance(entry, dict) or part not in entry:
+            return None
+        entry = entry[part]
+    return entry
+
+
+def _show(value, how: str) -> str:
+    if value is None:
+        return "–"
+    if how == "int":
+        return f"{int(value):,}"
+    if how == "pct":
+        return f"{100 * float(value):.2f}%"
+    return f"{float(value):.3f}"
+
+
+def latest_cards(artifacts: Path = ARTIFACTS) -> list[dict]:
+    cards = []
+    for model_dir in sorted(p for p in artifacts.iterdir() if p.is_dir()):
+        versions = sorted((p for p in model_dir.iterdir() if (p / "card.json").exists()),
+                          key=lambda p: _version_key(p.name))
+        if versions:
+            cards.append(json.loads((versions[-1] / "card.json").read_text()))
+    return cards
+
+
+def markdown(cards: list[dict]) -> str:
+    """One table per model: a row per held-out metrics entry of its card, in the card's order."""
+    out = []
+    for card in cards:
+        columns = COLUMNS.get(card["name"])
+        if columns is None:
+            continue
+        out += [f"**{card['name']} {card['version']}** (threshold 0.5; calib. error = expected "
+                "calibration error; `–`: not defined for that set)", "",
+                "| held-out set | " + " | ".join(h for h, _, _ in columns) + " |",
+                "|---" * (len(columns) + 1) + "|"]
+        for key, entry in card["metrics"].items():
+            label = LABELS.get(key, key.replace("_", " "))
+            cells = " | ".join(_show(_get(entry, p), how) for _, p, how in columns)
+            out.append(f"| {label} | {cells} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def block(cards: list[dict]) -> str:
+    return f"{BEGIN}\n{markdown(cards)}{END}"
