@@ -359,13 +359,13 @@ class Decoder:
         alert = Alert.from_record(record, SchemaVersion.from_id(schema_id))
         return alert.check_values() if self.check_values else alert
 
-    def decode_json(self, data: bytes | str, version: SchemaVersion | None = None) -> Alert:
-        """A JSON alert in the shape of the package's `alert.json` samples.
+    def decode_json(self, data: bytes | str | dict, version: SchemaVersion | None = None) -> Alert:
+        """A JSON alert in the shape of the package's `alert.json` samples (text, or already parsed).
 
         Without a version (argument or default), the newest shipped schema it fits is used.
         """
         try:
-            record = json.loads(data)
+            record = data if isinstance(data, dict) else json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidJson(f"not valid JSON: {exc}") from None
         if version or self.default_version:

@@ -412,3 +412,12 @@ def test_api_only_readiness_does_not_depend_on_kafka(tmp_path, registry):
     with TestClient(create_app(settings, registry=registry)) as c:
         ready = c.get("/readyz")
     assert ready.status_code == 200 and "broker" not in ready.json()["checks"]
+
+
+def test_lone_surrogates_in_json_are_a_4xx_not_a_crash(client):
+    """Found by schemathesis: a JSON string with a lone UTF-16 surrogate (legal JSON, not UTF-8)."""
+    alert = alert_json(seed=5)
+    alert["diaSource"]["band"] = "\udb93"
+    for body in (json.dumps(alert), json.dumps([alert]), '{"!": "\\udb93\\udfdd\\udb93"}'):
+        r = client.post("/v1/classify", content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text

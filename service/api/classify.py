@@ -12,23 +12,13 @@ from fastapi.responses import Response
 
 from models.errors import DecodeError, SchemaMismatch
 from service.api.deps import core, reject_unknown_query_parameters, require_write_access
+from service.api.schemas import AlertResult, errors
 from streaming.decode import Alert, Decoder, SchemaVersion, shipped_versions
 from streaming.pipeline import classify_with_records
 
 router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(reject_unknown_query_parameters)])
 
 AVRO_TYPES = {"application/avro", "application/vnd.apache.avro+binary", "avro/binary"}
-RESULT_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "diaSourceId": {"type": "integer"}, "diaObjectId": {"type": ["integer", "null"]},
-        "results": {"type": "array", "items": {"type": "object", "properties": {
-            "classifier": {"type": "string"}, "version": {"type": "string"},
-            "classifications": {"type": "array", "items": {"type": "object", "properties": {
-                "classId": {"type": "integer"}, "probability": {"type": "number"}}}},
-            "reason": {"type": ["string", "null"]}}}},
-    },
-}
 
 
 def _fail(status: int, reason: str, message: str) -> HTTPException:
@@ -72,11 +62,8 @@ def _version(schema: str | None) -> SchemaVersion | None:
         "application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array",
                                                                         "items": {"type": "object"}}]}},
         "application/avro": {"schema": {"type": "string", "format": "binary"}}}}},
-    responses={200: {"content": {"application/json": {"schema": {"oneOf": [
-        RESULT_SCHEMA, {"type": "array", "items": RESULT_SCHEMA}]}}}},
-        413: {"description": "body too large"}, 415: {"description": "unsupported content type"},
-        422: {"description": "undecodable alert, invalid value or invalid parameter"},
-        503: {"description": "busy (Retry-After) or the store is unavailable"}},
+    response_model=AlertResult | list[AlertResult],
+    responses=errors(401, 403, 413, 415, 422, 500, 503),
 )
 async def classify(request: Request,
                    schema: str | None = Query(None, description="schema version of an unframed Avro "
@@ -183,4 +170,4 @@ def _from_json(item: object, decoder: Decoder, version: SchemaVersion | None) ->
         raise SchemaMismatch(f"an alert must be a JSON object, got {type(item).__name__}")
     if version or decoder.default_version:
         return decoder.alert_from_dict(item, version)
-    return decoder.decode_json(orjson.dumps(item))
+    return decoder.decode_json(item)

@@ -9,11 +9,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import core
+from service.api.schemas import Live, Ready, ServiceStatus
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/livez", summary="The process is up")
+@router.get("/livez", summary="The process is up", response_model=Live)
 async def livez() -> dict:
     return {"status": "ok"}
 
@@ -42,7 +43,9 @@ def _worker_check(state) -> dict:
 
 
 @router.get("/readyz", summary="Ready to serve: store answers, models loaded; with a worker: broker "
-                               "reachable, worker running and not stalled")
+                               "reachable, worker running and not stalled",
+            response_model=Ready,
+            responses={503: {"model": Ready, "description": "not ready: the checks say why"}})
 def readyz(request: Request) -> JSONResponse:
     state = core(request)
     checks = {}
@@ -73,11 +76,12 @@ def metrics(request: Request) -> Response:
     return Response(generate_latest(core(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/status", summary="Figures for the status page")
+@router.get("/v1/status", summary="Figures for the status page", response_model=ServiceStatus)
 def status(request: Request) -> dict:
     state = core(request)
     summary = state.metrics.summary()
     worker = state.worker
+    summary["lag"] = {str(p): n for p, n in summary["lag"].items()}
     return {**summary, "uptime_s": round(time.time() - state.started, 1),
             "consuming": worker is not None, "stored": state.store.count(),
             "stalled_s": round(worker.stalled_seconds(), 1) if worker else 0.0,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 
 from models.registry import LoadedModel
 from service.api.deps import core
+from service.api.schemas import ModelStatus, errors
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
@@ -22,12 +23,13 @@ def describe(model: LoadedModel) -> dict:
             "inference_latency_ms": model.latency_ms()}
 
 
-@router.get("/models", summary="Every loaded model")
+@router.get("/models", summary="Every loaded model", response_model=list[ModelStatus])
 def list_models(request: Request) -> list[dict]:
     return [describe(m) for m in core(request).registry.models.values()]
 
 
-@router.get("/models/{name}", summary="One model: card, held-out metrics, live counts and latency")
+@router.get("/models/{name}", summary="One model: card, held-out metrics, live counts and latency",
+            response_model=ModelStatus, responses=errors(404))
 def get_model(request: Request, name: str) -> dict:
     models = core(request).registry.models
     if name not in models:

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 
 from service.api.deps import core, reject_unknown_query_parameters
-from service.api.formats import Column, table_response
+from service.api.formats import MEDIA_TYPES, Column, table_response
+from service.api.schemas import ClassificationPage, LightCurvePage, ObjectClassifications, errors
 from service.store import Cone
 from service.store import Query as StoreQuery
 from streaming.lightcurve import BANDS
@@ -42,6 +43,8 @@ LIGHT_CURVE_COLUMNS = [
     Column("psfFluxErr", "float64", "nJy", "uncertainty of psfFlux"),
 ]
 TABLE_FORMATS = ("csv", "parquet", "votable")
+# the other formats' media types beside JSON, for the OpenAPI description
+TABLE_RESPONSES = {200: {"content": {MEDIA_TYPES[f]: {} for f in TABLE_FORMATS}}}
 
 
 def _public(row: dict) -> dict:
@@ -52,7 +55,8 @@ def _public(row: dict) -> dict:
             "alertTimestampMs": row["alert_timestamp_ms"], "ingestTimestampMs": row["ingest_timestamp_ms"]}
 
 
-@router.get("/objects/{diaObjectId}", summary="Latest classification per classifier, and the history")
+@router.get("/objects/{diaObjectId}", summary="Latest classification per classifier, and the history",
+            response_model=ObjectClassifications, responses=errors(404, 422))
 def object_classifications(request: Request,
                            dia_object_id: int = Path(alias="diaObjectId", ge=0, le=2**63 - 1)) -> Response:
     rows = core(request).store.object_history(dia_object_id)
@@ -67,7 +71,8 @@ def object_classifications(request: Request,
 
 
 @router.get("/objects/{diaObjectId}/lightcurve",
-            summary="The object's detections the store kept, in time order, a page at a time")
+            summary="The object's detections the store kept, in time order, a page at a time",
+            response_model=LightCurvePage, responses={**TABLE_RESPONSES, **errors(404, 422)})
 def object_light_curve(request: Request,
                        dia_object_id: int = Path(alias="diaObjectId", ge=0, le=2**63 - 1),
                        cursor: str | None = Query(None, max_length=60, pattern=r"^[0-9.eE+-]+:[0-9]+$",
@@ -98,7 +103,8 @@ def object_light_curve(request: Request,
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-@router.get("/classifications", summary="Stored classifications, filtered, with cursor pagination")
+@router.get("/classifications", summary="Stored classifications, filtered, with cursor pagination",
+            response_model=ClassificationPage, responses={**TABLE_RESPONSES, **errors(422)})
 def classifications(
     request: Request,
     classifier: str | None = Query(None, max_length=100, description="e.g. rrlyrae, supernova"),
