@@ -87,7 +87,18 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (dia_object_id, mjd, dia_source_id)
         ){without_rowid}""",
     ],
+    [
+        # nightly statistics: a few dozen counters per night (streaming/nightly.py), whatever the volume
+        """CREATE TABLE IF NOT EXISTS nightly (
+            night TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            value BIGINT NOT NULL,
+            PRIMARY KEY (night, metric)
+        )""",
+    ],
 ]
+ADD_NIGHTLY = """INSERT INTO nightly (night, metric, value) VALUES (?, ?, ?)
+    ON CONFLICT (night, metric) DO UPDATE SET value = nightly.value + excluded.value"""
 
 # A detection never changes once measured: a replayed alert's points are already there.
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
@@ -296,6 +307,25 @@ class Store:
                                   f"WHERE dia_source_id IN ({marks})"), chunk)
             for sid, clf, ver, row_id in cur.fetchall():
                 out[(sid, clf, ver)] = row_id
+        return out
+
+    def add_nightly(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Adds to the nightly counters, in key order (concurrent workers cannot deadlock)."""
+        if not counts:
+            return
+        rows = sorted((night, metric, int(n)) for (night, metric), n in counts.items())
+        with self._lock, self._connection() as conn:
+            conn.cursor().executemany(self._sql(ADD_NIGHTLY), rows)
+
+    def nightly(self, start: str, end: str) -> dict[str, dict[str, int]]:
+        """Counters of the nights from `start` to `end` (dayObs dates, inclusive): night -> metric -> n."""
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql("SELECT night, metric, value FROM nightly WHERE night BETWEEN ? AND ? "
+                                  "ORDER BY night"), (start, end))
+            out: dict[str, dict[str, int]] = {}
+            for night, metric, value in cur.fetchall():
+                out.setdefault(night, {})[metric] = int(value)
         return out
 
     # --- reads --------------------------------------------------------------------------------

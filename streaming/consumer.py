@@ -30,6 +30,7 @@ from models.registry import Registry
 from streaming.decode import Decoder
 from streaming.isolate import combine, dead_letter_units, find_rejected, merged, schema_id_of, units_of
 from streaming.kafka import PLAINTEXT, KafkaSecurity, consumer_config
+from streaming.nightly import batch_counts
 from streaming.pipeline import process_batch
 from streaming.publish import Publisher
 from streaming.records import BatchOutcome, DeadLetter, Message, ResultStore
@@ -176,6 +177,9 @@ class Worker:
         t0 = time.perf_counter()
         if self._retry(lambda: self._write(outcome)) is STOPPED:
             return outcome  # stopping mid-retry: offsets not stored, the batch is redone later
+        counts = batch_counts(outcome, messages, time.time())
+        if self._retry(lambda: self.store.add_nightly(counts)) is STOPPED:
+            return outcome
         self.retrying_since = self.retry_reason = None
         sink_s = time.perf_counter() - t0
         offsets = _next_offsets(raw)

@@ -109,6 +109,7 @@ def combine(outcomes: Sequence[BatchOutcome]) -> BatchOutcome:
         out.records += o.records
         out.detections += o.detections
         out.history_points += o.history_points
+        out.new_objects += o.new_objects
         out.classified += o.classified
         out.declined += o.declined
         out.dead_letters += o.dead_letters

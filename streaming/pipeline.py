@@ -94,6 +94,8 @@ def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Regis
             alert_msgs.append(msg)
     curves, out.detections = curves_with_history(alerts, history, forced=forced)
     out.history_points = sum(c.n_stored for c in curves)
+    out.new_objects = sum(1 for a, c in zip(alerts, curves, strict=True)
+                          if not a.record.get("prvDiaSources") and not c.n_stored)
     t2 = time.perf_counter()
     try:
         X = features.extract(curves)

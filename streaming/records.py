@@ -78,6 +78,7 @@ class BatchOutcome:
     records: list[ClassificationRecord] = field(default_factory=list)
     detections: list[Detection] = field(default_factory=list)  # new to the history: the store keeps them
     history_points: int = 0  # points the history added to the batch's light curves
+    new_objects: int = 0  # alerts that are their object's first detection (no earlier source anywhere)
     classified: list[Message] = field(default_factory=list)  # at least one classifier judged it
     declined: list[tuple[Message, str]] = field(default_factory=list)  # every classifier declined
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -94,3 +95,6 @@ class ResultStore(History, Protocol):
 
     def upsert(self, records: Sequence[ClassificationRecord],
                detections: Sequence[Detection] = ()) -> None: ...
+
+    def add_nightly(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Adds (night, metric) -> n to the nightly counters (`streaming.nightly`)."""

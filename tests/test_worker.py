@@ -351,6 +351,28 @@ def test_bad_values_are_dead_letters_and_classification_goes_on(kafka_bootstrap,
     assert len(holey_rows) == len(registry.models)
     assert len(light_curve(decoder.decode(decoder.encode(holey, VERSION)))) == 13 - 2
 
+    # the night's counters, from the store (a fresh connection: they survive restarts), and over HTTP
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    from streaming.nightly import day_obs
+
+    tonight = day_obs(time.time())
+    counters = Store(tmp_path / "s.sqlite3").nightly(tonight, tonight)[tonight]
+    assert counters["consumed"] == len(packets) and counters["dead_lettered:invalid_value"] == len(bad)
+    assert counters.get("classified", 0) + counters.get("declined", 0) == len(good)
+    assert counters.get("new_objects", 0) == sum(1 for r in records[20:] if not r["prvDiaSources"])
+    with TestClient(create_app(Settings(data_dir=tmp_path), registry=registry, store=store)) as client:
+        [night] = client.get("/v1/stats/nightly", params={"start": tonight, "end": tonight}).json()
+    assert night["consumed"] == len(packets)
+    assert night["dead_lettered_by_reason"] == {"invalid_value": len(bad)}
+    assert night["classified"] == stats.total("classified") and night["declined"] == stats.total("declined")
+    sn_ia = sum(1 for r in store.query(Query(classifier="supernova", class_id=2222, min_probability=0.5,
+                                             limit=10_000)))
+    assert night["classes_p_ge_0_5"].get("supernova", {}).get("2222", 0) == sn_ia
+    assert night["latency_ms"]["p50"] is not None
+
 
 def test_rows_the_store_refuses_dead_letter_only_their_alerts(kafka_bootstrap, topics, registry, store):
     """A permanent store error: the batch is split until the alerts behind it stand alone; they

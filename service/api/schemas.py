@@ -133,6 +133,20 @@ class ServiceStatus(BaseModel):
     models: list[ModelLoad]
 
 
+class NightlyStats(BaseModel):
+    night: str = Field(description="Rubin dayObs (the UTC-12h date) the alerts were processed on")
+    consumed: int
+    classified: int
+    declined: int
+    dead_lettered: int
+    dead_lettered_by_reason: dict[str, int]
+    new_objects: int = Field(description="alerts that were their object's first detection")
+    classes_p_ge_0_5: dict[str, dict[str, int]] = Field(
+        description="per classifier, per class id: results with that class at probability >= 0.5")
+    latency_ms: LatencyPercentiles = Field(
+        description="Kafka timestamp -> stored; upper bounds of histogram buckets")
+
+
 class ErrorDetail(BaseModel):
     status: int
     reason: str = Field(description="stable code, e.g. unknown_schema_id, invalid_value, busy")
