@@ -94,9 +94,9 @@ def create_app(settings: Settings | None = None, *, consume: bool = False,
     _install_error_handlers(app)
     _install_http_metrics(app)
 
-    from service.api import classify, health, model_status, queries, stats
+    from service.api import classify, explorer, health, model_status, queries, stats
 
-    for module in (classify, queries, stats, model_status, health):
+    for module in (classify, queries, stats, model_status, health, explorer):
         app.include_router(module.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -432,6 +432,26 @@ class Store:
                                   f"WHERE {where} ORDER BY mjd, dia_source_id LIMIT ?"), [*params, limit])
             return [tuple(r) for r in cur.fetchall()]
 
+    def notable(self, classifier: str, class_id: int, min_probability: float, limit: int = 3,
+                window: int = 20_000) -> list[tuple[int, float]]:
+        """The latest objects (diaObjectId, probability) the classifier gave `class_id` with at least
+        `min_probability`, among the newest `window` results: bounded work however large the store."""
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT MAX(id) FROM classifications")
+            newest = cur.fetchone()[0] or 0
+            cur.execute(self._sql(
+                "SELECT c.dia_object_id, p.probability FROM classifications c JOIN probabilities p "
+                "ON p.classification_id = c.id WHERE c.id > ? AND c.classifier = ? AND p.class_id = ? "
+                "AND p.probability >= CAST(? AS REAL) AND c.dia_object_id IS NOT NULL "
+                "ORDER BY c.id DESC LIMIT ?"),
+                (newest - window, classifier, class_id, min_probability, limit * 20))
+            out: dict[int, float] = {}
+            for oid, prob in cur.fetchall():  # newest first; one entry per object
+                if oid not in out and len(out) < limit:
+                    out[int(oid)] = float(prob)
+        return list(out.items())
+
     def count_sources(self) -> int:
         """Detections kept for the light-curve history."""
         return self._count("sources")

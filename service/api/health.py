@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.api.deps import core
+from service.api.explorer import notable
 from service.api.schemas import Live, Ready, ServiceStatus
 
 router = APIRouter(tags=["health"])
@@ -86,5 +87,6 @@ def status(request: Request) -> dict:
             "consuming": worker is not None, "stored": state.store.count(),
             "stalled_s": round(worker.stalled_seconds(), 1) if worker else 0.0,
             "stall_reason": worker.retry_reason if worker and worker.stalled_seconds() else None,
+            "notable": notable(state.store),
             "models": [{"name": m.name, "version": m.version, "rows_scored": m.rows_scored,
                         "latency_ms": m.latency_ms()} for m in state.registry.models.values()]}

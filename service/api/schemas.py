@@ -117,6 +117,12 @@ class ModelLoad(BaseModel):
     latency_ms: dict[str, float | int]
 
 
+class NotableObject(BaseModel):
+    label: str
+    diaObjectId: str = Field(description="as text: exact in JavaScript, which loses integers beyond 2**53")
+    probability: float
+
+
 class ServiceStatus(BaseModel):
     alerts_per_s_last_minute: float
     alerts_per_s_series: list[float]
@@ -130,6 +136,8 @@ class ServiceStatus(BaseModel):
     stored: int
     stalled_s: float
     stall_reason: str | None
+    notable: list[NotableObject] = Field(
+        description="the latest high-probability object of each notable class")
     models: list[ModelLoad]
 
 
