@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,7 +58,10 @@ def error_body(status: int, reason: str, message: str, field_name: str | None = 
 
 
 def create_app(settings: Settings | None = None, *, consume: bool = False,
-               registry: Registry | None = None, store: Store | None = None) -> FastAPI:
+               registry: Registry | None = None, store: Store | None = None,
+               before_stop: Callable[[], None] | None = None) -> FastAPI:
+    """before_stop: called first on shutdown (`run` stops its simulated feed there, so that the
+    worker finishes its last batch without competing with it)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
@@ -83,6 +86,8 @@ def create_app(settings: Settings | None = None, *, consume: bool = False,
             try:
                 yield
             finally:
+                if before_stop is not None:
+                    before_stop()
                 if state.worker is not None:
                     state.worker.stop()
                     state.worker_thread.join(60)

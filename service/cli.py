@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                                           topic=None, seed=args.seed, stop=stop, quiet=True, pool=300)
             feeder = threading.Thread(target=produce_simulated, args=(settings, bootstrap, sim_args),
                                       name="simulate", daemon=True)
-        app = create_app(settings, consume=True)
+        app = create_app(settings, consume=True, before_stop=stop.set)
         server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port,
                                                log_level="warning"))
         store = Store(settings.store_location)
