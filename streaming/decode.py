@@ -359,28 +359,31 @@ class Decoder:
         alert = Alert.from_record(record, SchemaVersion.from_id(schema_id))
         return alert.check_values() if self.check_values else alert
 
-    def decode_json(self, data: bytes | str | dict, version: SchemaVersion | None = None) -> Alert:
+    def decode_json(self, data: bytes | str | dict, version: SchemaVersion | None = None, *,
+                    lean: bool = False) -> Alert:
         """A JSON alert in the shape of the package's `alert.json` samples (text, or already parsed).
 
         Without a version (argument or default), the newest shipped schema it fits is used.
+        lean=True keeps only the fields a light curve needs, as for Avro.
         """
         try:
             record = data if isinstance(data, dict) else json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidJson(f"not valid JSON: {exc}") from None
         if version or self.default_version:
-            return self.alert_from_dict(record, version)
+            return self.alert_from_dict(record, version, lean=lean)
         first_error: DecodeError | None = None
         for candidate in reversed(shipped_versions()):
             try:
-                return self.alert_from_dict(record, candidate)
+                return self.alert_from_dict(record, candidate, lean=lean)
             except InvalidValue:
                 raise  # it fits this schema; its values are what is wrong
             except DecodeError as exc:
                 first_error = first_error or exc
         raise first_error  # the newest schema's complaint is the most useful one
 
-    def alert_from_dict(self, record: Any, version: SchemaVersion | None = None) -> Alert:
+    def alert_from_dict(self, record: Any, version: SchemaVersion | None = None, *,
+                        lean: bool = False) -> Alert:
         """Validate a dict against the schema and normalise it as Avro decoding would."""
         version = version or self.default_version or latest_version()
         if not isinstance(record, dict):
@@ -400,7 +403,7 @@ class Decoder:
         except Exception as write_error:  # noqa: BLE001 - the writer raises several types
             raise SchemaMismatch(f"does not fit schema {version}: {_explain(record, schema, write_error)}",
                                  schema_id=version.schema_id) from None
-        return self._decode_avro(memoryview(buf.getvalue()), version.schema_id)
+        return self._decode_avro(memoryview(buf.getvalue()), version.schema_id, lean)
 
     def decode_batch(self, messages: Iterable[bytes], *, lean: bool = False) -> list[Alert | DecodeError]:
         """Many raw messages in; for each an Alert or a DecodeError value. Never raises for bad input;

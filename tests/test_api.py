@@ -375,12 +375,25 @@ def test_probes_answer_while_a_500_alert_classify_runs_and_more_work_is_turned_a
         worker.join()
         assert answer["r"].status_code == 200 and len(answer["r"].json()) == 500
         print({p: (len(v), round(max(v) * 1000, 1)) for p, v in latencies.items()})
+        # The server's own timing of each probe (its request histogram): every one within 100 ms.
+        served = httpx.get(f"{url}/metrics").text
         for path, seen in latencies.items():
             assert len(seen) >= 3, f"{path} was asked while the request ran"
-            assert max(seen) < 0.1, f"{path} took {max(seen) * 1000:.0f} ms during the classify request"
+            route = f'method="GET",route="{path}"'
+            within = _metric(served, f'alert_classifier_http_request_seconds_bucket{{le="0.1",{route}}}')
+            total = _metric(served, f"alert_classifier_http_request_seconds_count{{{route}}}")
+            assert within == total >= len(seen), f"{path}: {total - within} of {total} took over 100 ms"
+            # As this prober saw them (its own process and the 2-core box's scheduling included):
+            # no stall (it was ~2 s), and 95% within 100 ms
+            assert max(seen) < 0.5 and sorted(seen)[int(0.95 * len(seen))] < 0.1, (path, max(seen))
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _metric(text: str, name: str) -> float:
+    [line] = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
+    return float(line.split()[-1])
 
 
 def test_an_unexpected_error_is_logged_and_the_body_tells_nothing_of_the_internals(tmp_path, caplog):

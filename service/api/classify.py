@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 import anyio.to_thread
 import orjson
@@ -101,7 +102,7 @@ def _classify(state, content_type: str, body: bytes, version: SchemaVersion | No
     else:
         if not body:
             raise _fail(422, "empty", "the request body is empty: send one Avro packet")
-        alerts, many = [decoder.decode(body)], False
+        alerts, many = [decoder.decode(body, lean=True)], False
     history = state.store if state.settings.keep_history else None
     objects, records, detections = classify_with_records(alerts, state.registry, history)
     if store:
@@ -111,23 +112,23 @@ def _classify(state, content_type: str, body: bytes, version: SchemaVersion | No
 
 def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
                  max_alerts: int) -> tuple[list[Alert], bool]:
+    """Alerts decoded lean, one element at a time: a 500-alert request never holds the whole parsed
+    JSON (millions of objects a garbage collection would walk while the probes wait)."""
     try:
-        parsed = parse_json(body)
+        many, items = iter_json(body)
+        alerts = []
+        for i, item in enumerate(items):
+            if i == max_alerts:
+                raise _fail(413, "too_many_alerts", f"more than {max_alerts} alerts in one request")
+            try:
+                alerts.append(_from_json(item, decoder, version))
+            except DecodeError as exc:
+                where = f"[{i}]: " if many else ""
+                raise _fail(422, exc.reason, f"{where}{exc}") from None
     except ValueError as exc:
         raise _fail(422, "invalid_json", f"not valid JSON: {exc}") from None
-    many = isinstance(parsed, list)
-    items = parsed if many else [parsed]
-    if many and not items:
+    if not alerts:
         raise _fail(422, "validation_error", "the list of alerts is empty")
-    if len(items) > max_alerts:
-        raise _fail(413, "too_many_alerts", f"{len(items)} alerts in one request; the limit is {max_alerts}")
-    alerts = []
-    for i, item in enumerate(items):
-        try:
-            alerts.append(_from_json(item, decoder, version))
-        except DecodeError as exc:
-            where = f"[{i}]: " if many else ""
-            raise _fail(422, exc.reason, f"{where}{exc}") from None
     return alerts, many
 
 
@@ -135,23 +136,26 @@ _JSON = json.JSONDecoder()
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
-def parse_json(body: bytes):
-    """The request's JSON. A top-level list is parsed one element at a time: a parser holds the GIL
-    for its whole call, and one call over a 40 MB list (500 alerts) would stall the event loop, and
-    with it the probes, for ~250 ms. NaN and Infinity parse (as Python's JSON reads them) and are
-    then refused by the value checks with the field's name."""
+def iter_json(body: bytes) -> tuple[bool, Iterator]:
+    """(is a list, its elements) of the request's JSON. A list is parsed one element at a time, as
+    it is consumed: a parser holds the GIL for its whole call, and one call over a 40 MB list would
+    stall the event loop, and with it the probes, for ~250 ms. NaN and Infinity parse (as Python's
+    JSON reads them) and are refused by the value checks, naming the field."""
     text = body.decode()
     i = _SPACE.match(text).end()
     if not text.startswith("[", i):
-        return _JSON.decode(text)
-    items: list = []
-    i = _SPACE.match(text, i + 1).end()
+        return False, iter([_JSON.decode(text)])
+    return True, _elements(text, i + 1)
+
+
+def _elements(text: str, i: int) -> Iterator:
+    i = _SPACE.match(text, i).end()
     if text.startswith("]", i):
         i += 1
     else:
         while True:
             item, i = _JSON.raw_decode(text, i)
-            items.append(item)
+            yield item
             i = _SPACE.match(text, i).end()
             if text.startswith(",", i):
                 i = _SPACE.match(text, i + 1).end()
@@ -162,12 +166,11 @@ def parse_json(body: bytes):
                 raise ValueError(f"expected ',' or ']' at character {i}")
     if _SPACE.match(text, i).end() != len(text):
         raise ValueError(f"extra data after the list at character {i}")
-    return items
 
 
 def _from_json(item: object, decoder: Decoder, version: SchemaVersion | None) -> Alert:
     if not isinstance(item, dict):
         raise SchemaMismatch(f"an alert must be a JSON object, got {type(item).__name__}")
     if version or decoder.default_version:
-        return decoder.alert_from_dict(item, version)
-    return decoder.decode_json(item)
+        return decoder.alert_from_dict(item, version, lean=True)
+    return decoder.decode_json(item, lean=True)
