@@ -10,12 +10,12 @@ worker's retry loop.
 
 from __future__ import annotations
 
-import struct
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from streaming.decode import HEADER, MAGIC
 from streaming.records import BatchOutcome, ClassificationRecord, DeadLetter, Detection, Message
 
 T = TypeVar("T")
@@ -96,9 +96,9 @@ def dead_letter_units(outcome: BatchOutcome, rejected: Sequence[tuple[Unit, Exce
 
 
 def schema_id_of(value: bytes) -> int | None:
-    """The Confluent schema id of a framed packet, if it has one."""
-    if len(value) >= 5 and value[0] == 0:
-        return struct.unpack_from(">I", value, 1)[0]
+    """The Confluent schema id of a framed packet, if it has one (the decoder's header)."""
+    if len(value) >= HEADER.size and value[0] == MAGIC:
+        return HEADER.unpack_from(value)[1]
     return None
 
 
