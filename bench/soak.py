@@ -147,13 +147,15 @@ class Workers:
         self.env, self.logs = env, logs
         self.procs: list[subprocess.Popen | None] = [None] * n
         self.starts = 0
+        self.log_paths: dict[int, Path] = {}
         self.peak_rss_mb = 0.0
         for i in range(n):
             self.start(i)
 
     def start(self, i: int) -> None:
         self.starts += 1
-        with open(self.logs / f"worker-{i}-{self.starts}.log", "wb") as fh:
+        self.log_paths[i] = self.logs / f"worker-{i}-{self.starts}.log"
+        with open(self.log_paths[i], "wb") as fh:
             self.procs[i] = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], env=self.env,
                                              stdout=subprocess.DEVNULL, stderr=fh)
 
@@ -170,8 +172,14 @@ class Workers:
                 status = Path(f"/proc/{proc.pid}/status").read_text()
             except OSError:
                 continue
-            rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
+            # An exited worker not yet reaped (a zombie) has no VmRSS line; exits() deals with it.
+            rss = [line for line in status.splitlines() if line.startswith("VmRSS")]
+            rss_kb = int(rss[0].split()[1]) if rss else 0
             self.peak_rss_mb = max(self.peak_rss_mb, rss_kb / 1024)
+
+    def log_tail(self, i: int, lines: int = 15) -> str:
+        text = self.log_paths[i].read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
 
     def exits(self) -> list[int | None]:
         return [p.poll() for p in self.procs]
@@ -319,7 +327,8 @@ def main() -> int:
             workers.sample_rss()
             dead = [i for i, code in enumerate(workers.exits()) if code is not None]
             for i in dead:
-                log(f"worker {i} exited by itself with {workers.procs[i].returncode}: restarting it")
+                log(f"worker {i} exited by itself with {workers.procs[i].returncode}: restarting it; its log "
+                    f"ended:\n{workers.log_tail(i)}")
                 workers.start(i)
             if not feeder.is_alive() and not faults and killed_node is None:
                 lag = committed_lag(bootstrap, topics["topic"], topics["group"], partitions)

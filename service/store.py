@@ -227,7 +227,10 @@ class Store:
             yield conn
             conn.commit()
         except (StoreError, StoreRejected):
-            conn.rollback()
+            try:
+                conn.rollback()
+            except Exception:  # noqa: BLE001 - the connection died meanwhile: open a new one next time
+                self._discard(conn)
             raise
         except Exception as exc:
             try:

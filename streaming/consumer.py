@@ -183,13 +183,14 @@ class Worker:
         self.retrying_since = self.retry_reason = None
         sink_s = time.perf_counter() - t0
         offsets = _next_offsets(raw)
-        self.consumer.store_offsets(offsets=offsets)
         # Commit now rather than at the next auto-commit tick (5 s of work): after a crash at most
         # the batch in flight is redone. One round trip per batch; auto-commit stays as a backstop.
         try:
+            self.consumer.store_offsets(offsets=offsets)
             self.consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:  # e.g. during a rebalance: the stored offsets follow later
-            log.warning("commit after batch failed (%s); auto-commit will retry", exc)
+        except KafkaException as exc:
+            # e.g. a partition revoked meanwhile: its new owner redoes the batch (at-least-once)
+            log.warning("storing or committing the batch's offsets failed (%s); auto-commit will retry", exc)
         self._count(outcome, sink_s)
         if self.observer is not None:
             self.observer(outcome, messages, sink_s, self.lag())
