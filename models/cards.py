@@ -22,6 +22,14 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                   ("Ia vs CC AUC, ≥ 20 detections", "ia_vs_cc_auc_20_detections_or_more/auc", "f3"),
                   ("calib. error", "sn_calibration_error", "f3")],
 }
+# The supernova type on real data, for the entries that carry type metrics (BTS held out)
+TYPE_COLUMNS = [("SN views", "n_supernova_views", "int"), ("objects", "n_objects", "int"),
+                ("type accuracy", "type_accuracy", "f3"), ("macro F1", "type_macro_f1", "f3"),
+                ("recall Ia", "type_per_class/SN Ia/recall", "f3"),
+                ("recall II", "type_per_class/SN II/recall", "f3"),
+                ("recall Ib/c", "type_per_class/SN Ib/c/recall", "f3"),
+                ("recall SLSN", "type_per_class/SLSN/recall", "f3"),
+                ("top-class calib. error", "top_class_calibration_error", "f3")]
 LABELS = {
     "held_out_all": "all held out",
     "held_out_plasticc": "PLAsTiCC",
@@ -57,6 +65,14 @@ LABELS = {
     "external_ztf_30_sne_all": "real ZTF SNe (ALeRCE's 30, never trained on): every view",
     "external_ztf_30_sne_early": "real ZTF SNe: early (3-8 detections)",
     "external_ztf_30_sne_full": "**real ZTF SNe (ALeRCE's 30, never trained on): full curves**",
+    "held_out_bts_all": "real ZTF BTS, held-out objects: every view",
+    "held_out_bts_early": "real ZTF BTS held out: early (3-8 detections)",
+    "held_out_bts_full": "**real ZTF BTS held out: full curves**",
+    "held_out_bts_first_3_detections": "**real ZTF BTS held out: first 3 detections**",
+    "across_surveys_trained_without_bts_tested_on_bts_all": "across surveys: trained without BTS, "
+                                                            "every BTS object, every view",
+    "across_surveys_trained_without_bts_tested_on_bts_early": "trained without BTS: BTS early",
+    "across_surveys_trained_without_bts_tested_on_bts_full": "trained without BTS: BTS full curves",
 }
 
 
@@ -104,6 +120,16 @@ def markdown(cards: list[dict]) -> str:
             cells = " | ".join(_show(_get(entry, p), how) for _, p, how in columns)
             out.append(f"| {label} | {cells} |")
         out.append("")
+        typed = {k: v for k, v in card["metrics"].items() if isinstance(v, dict) and "type_accuracy" in v}
+        if typed:
+            out += [f"**{card['name']} {card['version']}: the type of real supernovae** (argmax over Ia, "
+                    "II, Ib/c, SLSN among true supernovae; 90% intervals over objects in the card)", "",
+                    "| held-out set | " + " | ".join(h for h, _, _ in TYPE_COLUMNS) + " |",
+                    "|---" * (len(TYPE_COLUMNS) + 1) + "|"]
+            for key, entry in typed.items():
+                cells = " | ".join(_show(_get(entry, p), how) for _, p, how in TYPE_COLUMNS)
+                out.append(f"| {LABELS.get(key, key.replace('_', ' '))} | {cells} |")
+            out.append("")
     return "\n".join(out).rstrip() + "\n"
 
 

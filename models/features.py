@@ -74,11 +74,21 @@ PHASE_NAMES = ([f"dmag15_{BANDS[b]}" for b in PHASE_BANDS] + [f"dmag30_{BANDS[b]
 EARLY_NAMES = ["rise_rate_g", "rise_rate_r", "rise_rate_i", "colour_gr_latest", "colour_ri_latest",
                "colour_gr_per_day", "colour_ri_per_day"]
 PAIR_TOLERANCE_D = 2.0  # points of two bands this close in time make a colour
+# Magnitude slopes before and after each band's own peak, from every point in the window: unlike the
+# interpolated declines above they exist as soon as two points follow the peak, which on real ZTF
+# curves (g fades below the limit within a month) is most of the time. (2.0.0; BTS training split,
+# 5-fold CV: Ia vs core-collapse AUC 0.836 -> 0.845.)
+SLOPE_BANDS = (1, 2)  # g and r: the bands ZTF and Rubin share, where supernovae are best sampled
+POST_PEAK_WINDOW_D = 60.0
+MIN_SLOPE_SPAN_D = (2.0, 5.0)  # before, after the peak
+SLOPE_NAMES = ([f"pre_peak_slope_{BANDS[b]}" for b in SLOPE_BANDS]
+               + [f"post_peak_slope_{BANDS[b]}" for b in SLOPE_BANDS]
+               + ["post_peak_slope_g_minus_r", "peak_time_g_minus_r", "colour_gr_slope_post_peak"])
 COUNT_NAMES = ["log_n_points", "log_span_days", "n_bands"]
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
     SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + RRL_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + EVOLUTION_NAMES
-    + PHASE_NAMES + EARLY_NAMES + COUNT_NAMES)
+    + PHASE_NAMES + EARLY_NAMES + SLOPE_NAMES + COUNT_NAMES)
 
 
 def _band_quantiles(band: np.ndarray, values: np.ndarray, qs: Sequence[float]) -> np.ndarray:
@@ -385,6 +395,38 @@ def _early(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
     return rates + latest + slopes
 
 
+def _slopes(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """Least-squares slopes of g and r in magnitudes per day up to their peaks and over the
+    POST_PEAK_WINDOW_D after (SN Ia fade ~0.1 mag/d in g, a plateau SN II ~0.01 in r), the g-r
+    difference of the declines, when g peaks relative to r, and how fast g-r reddens after r's peak."""
+    pre, post, peaks = {}, {}, {}
+    for b in SLOPE_BANDS:
+        if b not in bands:
+            continue
+        t, f = bands[b]
+        t, f = t[f > 0], f[f > 0]
+        if len(t) < 2:
+            continue
+        mag = -2.5 * np.log10(f)
+        k = int(np.argmin(mag))
+        peaks[b] = t[k]
+        before = t <= t[k]
+        after = (t >= t[k]) & (t <= t[k] + POST_PEAK_WINDOW_D)
+        for mask, out, span in ((before, pre, MIN_SLOPE_SPAN_D[0]), (after, post, MIN_SLOPE_SPAN_D[1])):
+            if mask.sum() >= 2 and t[mask][-1] - t[mask][0] >= span:
+                out[b] = _slope(t[mask], mag[mask])
+    nan = np.nan
+    colour_slope = nan
+    if 1 in bands and 2 in bands and 2 in peaks:
+        pairs = _colour_pairs(bands[1], bands[2])
+        later = pairs[pairs[:, 0] >= peaks[2]]
+        if len(later) >= 2 and later[-1, 0] - later[0, 0] >= MIN_SLOPE_SPAN_D[1]:
+            colour_slope = _slope(later[:, 0], later[:, 1])
+    return ([pre.get(b, nan) for b in SLOPE_BANDS] + [post.get(b, nan) for b in SLOPE_BANDS]
+            + [post[1] - post[2] if 1 in post and 2 in post else nan,
+               peaks[1] - peaks[2] if 1 in peaks and 2 in peaks else nan, colour_slope])
+
+
 def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
     """Features of many light curves: float32 [len(curves), len(FEATURE_NAMES)], NaN where undefined.
 
@@ -455,6 +497,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         row += _evolution(prepared[i], bands)
         row += _phases(bands)
         row += _early(bands)
+        row += _slopes(bands)
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
                 float(len(np.unique(curve.band)))]
         out[i, col:] = row

@@ -146,6 +146,21 @@ def test_declines_and_colours_at_fixed_days_from_the_peak():
     assert np.isfinite(short[names.index("dmag15_r")]) and np.isnan(short[names.index("dmag30_r")])
 
 
+def test_slopes_before_and_after_each_bands_peak():
+    """g fades 0.1 mag/day, r 0.03 after a common peak, both rise 0.1 mag/day before it: the slopes
+    come from every point (no interpolation), so a curve that ends 20 days after the peak has them."""
+    names = list(FEATURE_NAMES)
+    x = extract([_declining({"g": 0.1, "r": 0.03}, days=20)])[0]
+    assert x[names.index("pre_peak_slope_g")] == pytest.approx(-0.1, abs=1e-4)
+    assert x[names.index("post_peak_slope_g")] == pytest.approx(0.1, abs=1e-4)
+    assert x[names.index("post_peak_slope_r")] == pytest.approx(0.03, abs=1e-4)
+    assert x[names.index("post_peak_slope_g_minus_r")] == pytest.approx(0.07, abs=1e-4)
+    assert x[names.index("peak_time_g_minus_r")] == pytest.approx(0.0, abs=1e-9)
+    assert x[names.index("colour_gr_slope_post_peak")] == pytest.approx(0.07, abs=1e-4)  # reddening
+    # one point after the peak: no decline to measure
+    assert np.isnan(extract([_declining({"g": 0.1, "r": 0.03}, days=1)])[0][names.index("post_peak_slope_r")])
+
+
 def test_early_rise_rates_and_colours():
     """A young transient seen every 2 days in g and (half a day later) r, brightening 0.2 and 0.1
     mag/day: rise rates, the latest g-r colour and its change per day."""

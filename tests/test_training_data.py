@@ -7,7 +7,14 @@ import pytest
 
 from models.taxonomy import RR_LYRAE, SLSN, SN_IA, SN_IBC, SN_II, SUPERNOVA_CLASSES
 from models.train import colours, datasets
-from models.train.train import completeness_at_contamination, make_views, sn_metrics, split_by_object
+from models.train.train import (
+    completeness_at_contamination,
+    make_views,
+    sn_metrics,
+    split_by_class,
+    split_by_object,
+    type_metrics,
+)
 
 pytestmark = pytest.mark.data
 
@@ -109,3 +116,51 @@ def test_eros_labels_in_doubt_are_the_luminosity_outliers(shared_data):
     assert 100 < len(rrl) < 0.15 * sum(c.source == "eros-rr_lyrae" for c in eros)
     assert 50 < len(ceph) < 0.2 * sum(c.source == "eros-cepheid" for c in eros)
     assert len(rrl) + len(ceph) == len(doubted)
+
+
+def test_bts_real_supernovae_become_difference_curves_by_spectral_type(shared_data, tmp_path):
+    bts = datasets.load_bts(shared_data)
+    if not bts:
+        pytest.skip(f"no ztf-bts-train folder under {shared_data}")
+    counts = {k: sum(c.class_id == k for c in bts) for k in (SN_IA, SN_II, SN_IBC, SLSN)}
+    # the folder's README: 1,098 Ia of all subtypes, 264 II of all kinds, 88 Ib/c, 22 SLSN
+    assert counts == {SN_IA: 1098, SN_II: 264, SN_IBC: 88, SLSN: 22} and len(bts) == 1491
+    for c in bts[:100]:
+        assert np.all(np.diff(c.t) >= 0) and set(np.unique(c.band)) <= {1, 2}  # ZTF g, r -> g, r
+        assert np.all(c.flux > 0) and np.all(c.flux_err > 0) and np.isfinite(c.redshift)
+    assert datasets.load_bts(tmp_path) == []  # absent: trained without it, no error
+
+
+def test_bts_types_map_to_the_classifiers_classes():
+    assert datasets.bts_class("SN Ia-91T") == SN_IA and datasets.bts_class("SN Iax") == SN_IA
+    assert datasets.bts_class("SN IIb") == SN_II and datasets.bts_class("SN IIn") == SN_II
+    assert datasets.bts_class("SN Ic-BL") == SN_IBC and datasets.bts_class("SN Ibn") == SN_IBC
+    assert datasets.bts_class("SLSN-II") == SLSN
+    assert datasets.bts_class("TDE") not in SUPERNOVA_CLASSES
+    assert datasets.bts_class("nova") not in SUPERNOVA_CLASSES
+
+
+def test_split_by_class_holds_out_the_same_fraction_of_every_class():
+    curves = [datasets.Curve(np.arange(3.0), np.ones(3), np.ones(3), np.ones(3, np.int8), cls, "bts",
+                             f"{cls}-{i}", np.ones(3, bool)) for cls, n in ((SN_IA, 100), (SLSN, 10))
+              for i in range(n)]
+    train, test = split_by_class(curves, seed=3)
+    assert sum(c.class_id == SLSN for c in test) == 3 and sum(c.class_id == SN_IA for c in test) == 30
+    assert not {c.object_id for c in train} & {c.object_id for c in test}
+    assert [c.object_id for c in split_by_class(curves, seed=3)[1]] == [c.object_id for c in test]
+
+
+def test_type_metrics_count_the_type_among_true_supernovae():
+    # columns: Ia, Ib/c, II, SLSN, Residual; the II is called Residual overall but II among SN types
+    proba = np.array([[0.8, 0.1, 0.05, 0.05, 0.0],   # Ia -> Ia
+                      [0.6, 0.3, 0.05, 0.05, 0.0],   # Ib/c -> Ia (wrong)
+                      [0.05, 0.05, 0.3, 0.0, 0.6],   # II -> II among SN types
+                      [0.1, 0.1, 0.1, 0.7, 0.0]])    # SLSN -> SLSN
+    y = np.array([SN_IA, SN_IBC, SN_II, SLSN])
+    m = type_metrics(proba, y, np.array(["a", "b", "c", "d"]))
+    assert m["type_accuracy"] == 0.75 and m["n_supernova_views"] == 4
+    per = m["type_per_class"]
+    assert per["SN Ib/c"]["recall"] == 0.0 and per["SN Ia"]["precision"] == 0.5
+    assert per["SN II"]["recall"] == 1.0
+    assert m["type_macro_f1"] == round((2 / 3 + 0 + 1 + 1) / 4, 4)
+    assert m["confusion"]["matrix"][2][4] == 1  # the II's overall argmax is Residual

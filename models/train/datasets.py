@@ -238,3 +238,48 @@ def load_ztf_sne(data_dir: Path) -> list[Curve]:
         curves.append(Curve(g["mjd"].to_numpy(), flux, err, band, ZTF_SN_CLASSES[labels[oid]], "ztf",
                             f"ztf-{oid}", np.ones(len(g), bool)))
     return curves
+
+
+def bts_class(spectral_type: str) -> int:
+    """A BTS spectroscopic type -> the supernova classifier's class: every thermonuclear subtype is
+    Ia, every hydrogen-rich one (IIn, IIb, IIP) II, every stripped-envelope one (Ib, Ic, Ic-BL, Ibn,
+    Icn) Ib/c, SLSN-I and -II SLSN; the rest (novae, TDEs, LRN, ILRT, LBV, Ca-rich, other) Residual."""
+    t = spectral_type.strip()
+    if t.startswith("SLSN"):
+        return SLSN
+    if t.startswith(("SN Ia", "SN Iax")):
+        return SN_IA
+    if t.startswith("SN Ib") or t.startswith("SN Ic"):
+        return SN_IBC
+    if t.startswith("SN II"):
+        return SN_II
+    return NON_SN_OTHER
+
+
+BTS_BANDS = {"g": 1, "R": 2}  # ZTF g and r -> Rubin's g and r indices
+
+
+def load_bts(data_dir: Path) -> list[Curve]:
+    """The ZTF Bright Transient Survey training split (../shared/data/ztf-bts-train): real alert
+    photometry (PSF difference magnitudes of detections, g and r) of spectroscopically typed
+    transients, as positive difference fluxes in nJy. Empty when absent. The catalogue's redshift
+    rides along for augmentation (never a feature)."""
+    folder = data_dir / "ztf-bts-train"
+    if not (folder / "bts_train_lightcurves.csv.gz").is_file():
+        return []
+    catalogue = pd.read_csv(folder / "bts_train_catalog.csv")
+    types = dict(zip(catalogue["ZTFID"], catalogue["type"].astype(str), strict=True))
+    redshift = dict(zip(catalogue["ZTFID"], pd.to_numeric(catalogue["redshift"], errors="coerce"),
+                        strict=True))
+    lcs = pd.read_csv(folder / "bts_train_lightcurves.csv.gz")
+    lcs = lcs[lcs["ant_passband"].isin(list(BTS_BANDS)) & np.isfinite(lcs["ant_mag"])
+              & (lcs["ant_magerr"] > 0)]
+    curves = []
+    for oid, g in lcs.groupby("ZTFID", sort=True):
+        g = g.sort_values("ant_mjd", kind="stable")
+        flux = 10 ** (-0.4 * (g["ant_mag"].to_numpy() - NJY_ZP))
+        err = flux * g["ant_magerr"].to_numpy() * np.log(10) / 2.5
+        band = g["ant_passband"].map(BTS_BANDS).to_numpy().astype(np.int8)
+        curves.append(Curve(g["ant_mjd"].to_numpy(), flux, err, band, bts_class(types[oid]), "bts",
+                            f"bts-{oid}", np.ones(len(g), bool), redshift=float(redshift[oid])))
+    return curves
