@@ -23,12 +23,13 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
                   ("calib. error", "sn_calibration_error", "f3")],
 }
 # The supernova type on real data, for the entries that carry type metrics (BTS held out)
-TYPE_COLUMNS = [("SN views", "n_supernova_views", "int"), ("objects", "n_objects", "int"),
+TYPE_COLUMNS: list[tuple[str, str | tuple[str, ...], str]] = [
+                ("SN views", "n_supernova_views", "int"), ("objects", "n_objects", "int"),
                 ("type accuracy", "type_accuracy", "f3"), ("macro F1", "type_macro_f1", "f3"),
-                ("recall Ia", "type_per_class/SN Ia/recall", "f3"),
-                ("recall II", "type_per_class/SN II/recall", "f3"),
-                ("recall Ib/c", "type_per_class/SN Ib/c/recall", "f3"),
-                ("recall SLSN", "type_per_class/SLSN/recall", "f3"),
+                ("recall Ia", ("type_per_class", "SN Ia", "recall"), "f3"),
+                ("recall II", ("type_per_class", "SN II", "recall"), "f3"),
+                ("recall Ib/c", ("type_per_class", "SN Ib/c", "recall"), "f3"),
+                ("recall SLSN", ("type_per_class", "SLSN", "recall"), "f3"),
                 ("top-class calib. error", "top_class_calibration_error", "f3")]
 LABELS = {
     "held_out_all": "all held out",
@@ -76,8 +77,8 @@ LABELS = {
 }
 
 
-def _get(entry: dict, path: str):
-    for part in path.split("/"):
+def _get(entry: dict, path: str | tuple[str, ...]):
+    for part in path if isinstance(path, tuple) else path.split("/"):
         if not isinstance(entry, dict) or part not in entry:
             return None
         entry = entry[part]
