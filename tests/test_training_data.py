@@ -8,6 +8,7 @@ import pytest
 from models.taxonomy import RR_LYRAE, SLSN, SN_IA, SN_IBC, SN_II, SUPERNOVA_CLASSES
 from models.train import colours, datasets
 from models.train.train import (
+    class_bias,
     completeness_at_contamination,
     make_views,
     sn_metrics,
@@ -164,3 +165,17 @@ def test_type_metrics_count_the_type_among_true_supernovae():
     assert per["SN II"]["recall"] == 1.0
     assert m["type_macro_f1"] == round((2 / 3 + 0 + 1 + 1) / 4, 4)
     assert m["confusion"]["matrix"][2][4] == 1  # the II's overall argmax is Residual
+
+
+def test_class_bias_undoes_a_prior_inflated_by_balanced_weights():
+    """Probabilities q, true to the labels, seen through a model that inflated classes 2 and 3 by 3x
+    (what balanced weights do to rare types): the fitted shifts take the inflation back out."""
+    rng = np.random.default_rng(0)
+    q = rng.dirichlet([4.0, 1.0, 1.0], size=4000)
+    y = np.array([rng.choice(3, p=row) for row in q]) + 1  # class ids 1, 2, 3
+    inflated = q * np.array([1.0, 3.0, 3.0])
+    inflated /= inflated.sum(axis=1, keepdims=True)
+    b = class_bias(inflated, y, [1, 2, 3])
+    assert abs(b.sum()) < 1e-9
+    assert b[0] - b[1] == pytest.approx(np.log(3), abs=0.15)
+    assert b[0] - b[2] == pytest.approx(np.log(3), abs=0.15)
