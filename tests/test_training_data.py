@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.taxonomy import RR_LYRAE, SLSN, SN_IA, SN_IBC, SN_II, SUPERNOVA_CLASSES
+from models.taxonomy import RESIDUAL, RR_LYRAE, SLSN, SN_IA, SN_IBC, SN_II, SUPERNOVA_CLASSES
 from models.train import colours, datasets
 from models.train.train import (
     class_bias,
@@ -14,6 +14,7 @@ from models.train.train import (
     sn_metrics,
     split_by_class,
     split_by_object,
+    type_bias,
     type_metrics,
 )
 
@@ -179,3 +180,18 @@ def test_class_bias_undoes_a_prior_inflated_by_balanced_weights():
     assert abs(b.sum()) < 1e-9
     assert b[0] - b[1] == pytest.approx(np.log(3), abs=0.15)
     assert b[0] - b[2] == pytest.approx(np.log(3), abs=0.15)
+
+
+def test_type_bias_moves_the_types_not_how_often_an_alert_is_a_supernova():
+    """Columns Residual, Ia, II (sorted ids): a model that inflated II 3x among supernovae; the
+    shifts leave Residual's log-odds at 0 and the mean p(SN) where it was, and take II back down."""
+    rng = np.random.default_rng(1)
+    q = rng.dirichlet([1.0, 6.0, 2.0], size=4000)
+    y = np.array([rng.choice([RESIDUAL, SN_IA, SN_II], p=row) for row in q])
+    inflated = q * np.array([1.0, 1.0, 3.0])
+    inflated /= inflated.sum(axis=1, keepdims=True)
+    b = type_bias(inflated, y, [RESIDUAL, SN_IA, SN_II])
+    assert b[0] == 0.0 and b[1] - b[2] == pytest.approx(np.log(3), abs=0.2)
+    shifted = inflated * np.exp(b)
+    shifted /= shifted.sum(axis=1, keepdims=True)
+    assert shifted[:, 1:].sum(axis=1).mean() == pytest.approx(inflated[:, 1:].sum(axis=1).mean(), abs=1e-6)

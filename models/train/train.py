@@ -623,8 +623,8 @@ def class_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarr
 def _real_data_class_bias(sn_train: Views, y: np.ndarray, seed: int) -> np.ndarray:
     """The balanced weights that let the model learn rare types from few real objects also inflate
     their probabilities. Out-of-fold predictions for the BTS training objects (each fold fitted on
-    everything but that fold's objects) give the shifts that make the probabilities honest on real
-    supernovae (`class_bias`); the held-out BTS objects never enter."""
+    everything but that fold's objects) give the shifts that make the types' probabilities honest
+    on real supernovae (`type_bias`); the held-out BTS objects never enter."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     bts = np.flatnonzero(_from(sn_train.source, "bts"))
@@ -641,7 +641,31 @@ def _real_data_class_bias(sn_train: Views, y: np.ndarray, seed: int) -> np.ndarr
         model = fit(sn_train.X[keep], y[keep], seed, weights[keep])
         columns = [list(model.classes_).index(c) for c in classes]
         oof[held] = model.predict_proba(sn_train.X[bts[held]])[:, columns]
-    return class_bias(oof, y[bts], classes)
+    return type_bias(oof, y[bts], classes)
+
+
+def type_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarray:
+    """Shifts of the supernova types' log-odds only (Residual's stays 0): fitted on the true
+    supernovae, on the type among them (`class_bias` over the SN columns), then offset together so
+    that the mean p(SN) does not move. BTS is nearly all supernovae: it can say how the types
+    should share p(SN), not how often a stream's alert is a supernova."""
+    from scipy.optimize import brentq
+
+    sn_cols = [classes.index(c) for c in SUPERNOVA_CLASSES if c in classes]
+    is_sn = np.isin(y, SUPERNOVA_CLASSES)
+    sub = proba[is_sn][:, sn_cols]
+    b_sn = class_bias(sub / sub.sum(axis=1, keepdims=True), y[is_sn], [classes[i] for i in sn_cols])
+    p_sn = proba[:, sn_cols].sum(axis=1)
+    rest = 1.0 - p_sn
+
+    def p_sn_moved(offset: float) -> float:
+        shifted = (proba[:, sn_cols] * np.exp(b_sn + offset)).sum(axis=1)
+        return float((shifted / (shifted + rest)).mean() - p_sn.mean())
+
+    offset = brentq(p_sn_moved, -10, 10) if 0 < p_sn.mean() < 1 else 0.0
+    bias = np.zeros(len(classes))
+    bias[sn_cols] = b_sn + offset
+    return bias
 
 
 def _bts_metrics(sn, order: list[int], sn_train: Views, sn_test: Views, seed: int) -> dict:
