@@ -552,7 +552,7 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     progress(f"fitting supernova on {len(ysn)} views")
     sn = fit(sn_train.X, ysn, seed, sn_weights(ysn, sn_train.source))
     calibration = "none applied; expected calibration error measured on held-out views (metrics)"
-    if "bts" in ts.sets:
+    if CALIBRATE_TYPES and "bts" in ts.sets:
         bias = _real_data_class_bias(sn_train, ysn, seed)
         sn._baseline_prediction = sn._baseline_prediction + bias.reshape(sn._baseline_prediction.shape)
         shifts = dict(zip(map(int, sn.classes_), np.round(bias, 4).tolist(), strict=True))
@@ -601,6 +601,13 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
 
 
 CALIBRATION_FOLDS = 3
+# Off: measured, not shipped. Shifting the type log-odds by what the BTS training objects'
+# out-of-fold predictions call for (`type_bias`; shifts Ia +0.21, Ib/c -0.18, II -0.17, SLSN -0.62)
+# moved held-out BTS full curves from type accuracy 0.854, macro F1 0.654, top-class calibration
+# error 0.076 to 0.849 / 0.610 / 0.091 (shifting Residual too, `class_bias` over all classes:
+# 0.849 / 0.610 / 0.086, and twice the real variable stars called SN). The error is the full
+# curves' overconfidence, which a prior shift fitted mostly on early views cannot take out.
+CALIBRATE_TYPES = False
 
 
 def class_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarray:
