@@ -601,12 +601,8 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
 
 
 CALIBRATION_FOLDS = 3
-# Off: measured, not shipped. Shifting the type log-odds by what the BTS training objects'
-# out-of-fold predictions call for (`type_bias`; shifts Ia +0.21, Ib/c -0.18, II -0.17, SLSN -0.62)
-# moved held-out BTS full curves from type accuracy 0.854, macro F1 0.654, top-class calibration
-# error 0.076 to 0.849 / 0.610 / 0.091 (shifting Residual too, `class_bias` over all classes:
-# 0.849 / 0.610 / 0.086, and twice the real variable stars called SN). The error is the full
-# curves' overconfidence, which a prior shift fitted mostly on early views cannot take out.
+# Off: measured, not shipped (it lowered the held-out BTS macro F1 and raised the calibration
+# error; docs/models.md, "Calibration").
 CALIBRATE_TYPES = False
 
 
