@@ -10,10 +10,13 @@ from models.train import colours, datasets
 from models.train.train import (
     class_bias,
     completeness_at_contamination,
+    fit_temperature,
     make_views,
     sn_metrics,
+    soften,
     split_by_class,
     split_by_object,
+    temper,
     type_bias,
     type_metrics,
 )
@@ -195,3 +198,31 @@ def test_type_bias_moves_the_types_not_how_often_an_alert_is_a_supernova():
     shifted = inflated * np.exp(b)
     shifted /= shifted.sum(axis=1, keepdims=True)
     assert shifted[:, 1:].sum(axis=1).mean() == pytest.approx(inflated[:, 1:].sum(axis=1).mean(), abs=1e-6)
+
+
+def test_a_temperature_softens_an_overconfident_model_exactly_as_its_onnx_export_does(tmp_path):
+    """Probabilities sharpened by t = 2 are recovered by the fitted temperature; `temper` divides a
+    real model's logits, and its ONNX export gives the same probabilities."""
+    import onnxruntime as ort
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(2)
+    q = rng.dirichlet([2.0, 2.0, 2.0], size=5000)
+    y = np.array([rng.choice(3, p=row) for row in q])
+    sharp = soften(q, 0.5)  # logits doubled: overconfident
+    assert fit_temperature(sharp, y, [0, 1, 2]) == pytest.approx(2.0, rel=0.1)
+
+    X = rng.normal(size=(300, 3)).astype(np.float32)
+    labels = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(X, labels)
+    before = model.predict_proba(X)
+    temper(model, 2.0)
+    after = model.predict_proba(X)
+    np.testing.assert_allclose(after, soften(before, 2.0), atol=1e-9)
+    assert (after.argmax(axis=1) == before.argmax(axis=1)).all()
+    onx = to_onnx(model, initial_types=[("features", FloatTensorType([None, 3]))],
+                  target_opset={"": 17, "ai.onnx.ml": 3}, options={id(model): {"zipmap": False}})
+    session = ort.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"features": X})[1], after, atol=1e-5)

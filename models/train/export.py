@@ -23,7 +23,7 @@ PARITY_TOL = 1e-4
 def export_model(model, *, name: str, version: str, out_dir: Path, class_ids: list[int],
                  X_check: np.ndarray, metrics: dict, min_points: int, description: str,
                  training_data: dict,
-                 calibration: str = "none applied; expected calibration error measured on held-out "
+                 calibration: str | dict = "none applied; expected calibration error measured on held-out "
                                     "views (metrics)") -> dict:
     n_features = len(features.FEATURE_NAMES)
     onx = to_onnx(model, initial_types=[("features", FloatTensorType([None, n_features]))],

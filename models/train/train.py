@@ -551,15 +551,9 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     ysn = np.where(np.isin(sn_train.y, SUPERNOVA_CLASSES), sn_train.y, RESIDUAL)
     progress(f"fitting supernova on {len(ysn)} views")
     sn = fit(sn_train.X, ysn, seed, sn_weights(ysn, sn_train.source))
-    calibration = "none applied; expected calibration error measured on held-out views (metrics)"
-    if CALIBRATE_TYPES and "bts" in ts.sets:
-        bias = _real_data_class_bias(sn_train, ysn, seed)
-        sn._baseline_prediction = sn._baseline_prediction + bias.reshape(sn._baseline_prediction.shape)
-        shifts = dict(zip(map(int, sn.classes_), np.round(bias, 4).tolist(), strict=True))
-        calibration = (f"class log-odds shifted by {shifts} "
-                       f"(class id: shift), fitted on {CALIBRATION_FOLDS}-fold out-of-fold predictions "
-                       "for the BTS training objects (real supernovae): see _real_data_class_bias")
-        progress(f"calibrated on real supernovae: {calibration}")
+    calibration: str | dict = "none applied; expected calibration error measured on held-out views (metrics)"
+    if "bts" in ts.sets:
+        calibration = _calibrate_on_real_supernovae(sn, sn_train, ysn, seed)
     order = [list(sn.classes_).index(c) for c in SN_CLASSES]
     proba = sn.predict_proba(sn_test.X)[:, order]
     ytest = np.where(np.isin(sn_test.y, SUPERNOVA_CLASSES), sn_test.y, RESIDUAL)
@@ -623,11 +617,10 @@ def class_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarr
     return b - b.mean()
 
 
-def _real_data_class_bias(sn_train: Views, y: np.ndarray, seed: int) -> np.ndarray:
-    """The balanced weights that let the model learn rare types from few real objects also inflate
-    their probabilities. Out-of-fold predictions for the BTS training objects (each fold fitted on
-    everything but that fold's objects) give the shifts that make the types' probabilities honest
-    on real supernovae (`type_bias`); the held-out BTS objects never enter."""
+def _bts_out_of_fold(sn_train: Views, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Out-of-fold predictions for the BTS training views: each fold's objects predicted by a model
+    fitted on everything else (the held-out BTS objects never enter). What the calibration is
+    fitted and judged on. Returns (probabilities, which views of sn_train, classes)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     bts = np.flatnonzero(_from(sn_train.source, "bts"))
@@ -636,15 +629,59 @@ def _real_data_class_bias(sn_train: Views, y: np.ndarray, seed: int) -> np.ndarr
     classes = sorted(np.unique(y).tolist())
     oof = np.zeros((len(bts), len(classes)))
     splitter = StratifiedGroupKFold(CALIBRATION_FOLDS, shuffle=True, random_state=seed)
-    folds = splitter.split(bts, y[bts], objects)
-    for k, (_, held) in enumerate(folds):
+    for k, (_, held) in enumerate(splitter.split(bts, y[bts], objects)):
         progress(f"  calibration fold {k + 1}/{CALIBRATION_FOLDS}")
         keep = np.ones(len(y), dtype=bool)
         keep[bts[held]] = False
         model = fit(sn_train.X[keep], y[keep], seed, weights[keep])
         columns = [list(model.classes_).index(c) for c in classes]
         oof[held] = model.predict_proba(sn_train.X[bts[held]])[:, columns]
-    return type_bias(oof, y[bts], classes)
+    return oof, bts, classes
+
+
+def soften(proba: np.ndarray, t: float) -> np.ndarray:
+    """softmax(log p / t): the model's logits divided by a temperature."""
+    z = np.log(np.clip(proba, 1e-12, 1.0)) / t
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> float:
+    """The temperature minimising the log loss of `soften(proba, t)` against `y`."""
+    from scipy.optimize import minimize_scalar
+
+    truth = np.searchsorted(classes, y)
+
+    def loss(log_t: float) -> float:
+        right = soften(proba, np.exp(log_t))[np.arange(len(y)), truth]
+        return float(-np.log(np.clip(right, 1e-12, 1)).mean())
+
+    return float(np.exp(minimize_scalar(loss, bounds=(-1.5, 1.5), method="bounded").x))
+
+
+def temper(model, t: float) -> None:
+    """Divide a fitted HistGradientBoostingClassifier's logits by `t` (baseline and every leaf):
+    predict_proba becomes `soften(predict_proba, t)`, and the ONNX export carries it."""
+    model._baseline_prediction = model._baseline_prediction / t
+    for trees in model._predictors:
+        for tree in trees:
+            tree.nodes["value"] /= t
+
+
+def choose_temperature(oof: np.ndarray, y: np.ndarray, early: np.ndarray, classes: list[int]) -> dict:
+    """1 (none), or the temperature fitted on every out-of-fold view, or on the full curves only:
+    whichever gives the smaller of the two top-class calibration errors' maximum (full, early)."""
+    fitted = {"none": 1.0, "every_view": fit_temperature(oof, y, classes),
+              "full_curves": fit_temperature(oof[~early], y[~early], classes)}
+    scores = {}
+    for name, t in fitted.items():
+        p = soften(oof, t)
+        full, first = (top_label_ece(p[m], y[m], classes) for m in (~early, early))
+        scores[name] = {"temperature": round(t, 4), "top_class_calibration_error_full": round(full, 4),
+                        "top_class_calibration_error_early": round(first, 4)}
+    best = min(scores, key=lambda n: max(scores[n]["top_class_calibration_error_full"],
+                                         scores[n]["top_class_calibration_error_early"]))
+    return {"chosen": best, "temperature": fitted[best], "out_of_fold": scores}
 
 
 def type_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarray:
@@ -669,6 +706,24 @@ def type_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarra
     bias = np.zeros(len(classes))
     bias[sn_cols] = b_sn + offset
     return bias
+
+
+def _calibrate_on_real_supernovae(sn, sn_train: Views, y: np.ndarray, seed: int) -> dict:
+    """A temperature for the model's logits chosen on the BTS training objects' out-of-fold
+    predictions (`choose_temperature`; it never changes the argmax), applied to `sn` in place; the
+    type shifts only with CALIBRATE_TYPES. What was fitted and the out-of-fold errors go in the card."""
+    oof, bts, classes = _bts_out_of_fold(sn_train, y, seed)
+    early = sn_train.kind[bts] == "early"
+    out = {"method": f"{CALIBRATION_FOLDS}-fold out-of-fold predictions for the BTS training objects "
+                     "(models/train/train.py: choose_temperature)"}
+    out |= choose_temperature(oof, y[bts], early, classes)
+    temper(sn, out["temperature"])
+    if CALIBRATE_TYPES:
+        bias = type_bias(soften(oof, out["temperature"]), y[bts], classes)
+        sn._baseline_prediction = sn._baseline_prediction + bias.reshape(sn._baseline_prediction.shape)
+        out["type_log_odds_shifts"] = dict(zip(map(str, classes), np.round(bias, 4).tolist(), strict=True))
+    progress(f"calibrated on real supernovae: {out}")
+    return out
 
 
 def _bts_metrics(sn, order: list[int], sn_train: Views, sn_test: Views, seed: int) -> dict:
