@@ -124,14 +124,20 @@ def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4,
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise BrokerError(f"could not create topic {topic!r}: {exc}") from None
-    # created is not yet known everywhere: wait until the metadata lists them, so a consumer
-    # subscribing next sees its partitions at once
+    # created is not yet known everywhere: wait until the metadata lists them with every partition
+    # led (a fresh cluster can list a topic before its partitions), so a consumer subscribing next
+    # sees its partitions at once
     deadline = time.monotonic() + 30
-    while not {t.topic for t in new} <= set(admin.list_topics(timeout=10).topics):
+    while not _all_led(admin.list_topics(timeout=10).topics, [t.topic for t in new], partitions):
         if time.monotonic() > deadline:
             raise BrokerError(f"topics {[t.topic for t in new]} were created but the metadata does not "
                               "list them after 30 s")
         time.sleep(0.1)
+
+
+def _all_led(listed: dict, topics: list[str], partitions: int) -> bool:
+    return all(name in listed and len(listed[name].partitions) == partitions
+               and all(p.leader >= 0 for p in listed[name].partitions.values()) for name in topics)
 
 
 def read_topic(bootstrap: str, topic: str, expect: int | None = None, quiet_s: float = 3.0,
