@@ -257,17 +257,10 @@ def auc_interval(truth: np.ndarray, score: np.ndarray, groups: np.ndarray, seed:
                  n_boot: int = 2000, level: float = 0.9) -> list[float] | None:
     """Bootstrap interval of an AUC, resampling whole objects (`groups`): views of one object are not
     independent. For small external sets, where one object moves the AUC by several points."""
-    uniq, inv = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inv == g) for g in range(len(uniq))]
-    rng, aucs = np.random.default_rng(seed), []
-    for _ in range(n_boot):
-        idx = np.concatenate([members[g] for g in rng.integers(len(uniq), size=len(uniq))])
-        if 0 < truth[idx].sum() < len(idx):
-            aucs.append(roc_auc_score(truth[idx], score[idx]))
-    if not aucs:
-        return None
-    lo, hi = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
-    return [round(float(lo), 4), round(float(hi), 4)]
+    def auc(i: np.ndarray) -> float | None:
+        return roc_auc_score(truth[i], score[i]) if 0 < truth[i].sum() < len(i) else None
+
+    return _object_bootstrap(groups, auc, seed, n_boot, level)
 
 
 WELL_SAMPLED_POINTS = 20  # detections: where a supernova's type shows (rise, peak, decline, colours)
