@@ -375,14 +375,18 @@ def test_probes_answer_while_a_500_alert_classify_runs_and_more_work_is_turned_a
         worker.join()
         assert answer["r"].status_code == 200 and len(answer["r"].json()) == 500
         print({p: (len(v), round(max(v) * 1000, 1)) for p, v in latencies.items()})
-        # The server's own timing of each probe (its request histogram): every one within 100 ms.
+        # The server's own timing of each probe (its request histogram): 95% within 100 ms and none
+        # stalled. Not "every one": on a loaded 2-core CI box the OS once held one of 87 for 180 ms,
+        # while the blocking this guards against held every probe for the whole request (~2 s).
         served = httpx.get(f"{url}/metrics").text
         for path, seen in latencies.items():
             assert len(seen) >= 3, f"{path} was asked while the request ran"
             route = f'method="GET",route="{path}"'
             within = _metric(served, f'alert_classifier_http_request_seconds_bucket{{le="0.1",{route}}}')
+            unstalled = _metric(served, f'alert_classifier_http_request_seconds_bucket{{le="0.5",{route}}}')
             total = _metric(served, f"alert_classifier_http_request_seconds_count{{{route}}}")
-            assert within == total >= len(seen), f"{path}: {total - within} of {total} took over 100 ms"
+            assert total >= len(seen) and unstalled == total, f"{path}: {total - unstalled} took over 0.5 s"
+            assert within >= 0.95 * total, f"{path}: {total - within} of {total} took over 100 ms"
             # As this prober saw them (its own process and the 2-core box's scheduling included):
             # no stall (it was ~2 s), and 95% within 100 ms
             assert max(seen) < 0.5 and sorted(seen)[int(0.95 * len(seen))] < 0.1, (path, max(seen))
