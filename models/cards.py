@@ -109,6 +109,9 @@ def markdown(cards: list[dict]) -> str:
     """One table per model: a row per held-out metrics entry of its card, in the card's order."""
     out = []
     for card in cards:
+        if card.get("kind") == "anomaly":
+            out += anomaly_tables(card)
+            continue
         columns = COLUMNS.get(card["name"])
         if columns is None:
             continue
@@ -132,6 +135,32 @@ def markdown(cards: list[dict]) -> str:
                 out.append(f"| {LABELS.get(key, key.replace('_', ' '))} | {cells} |")
             out.append("")
     return "\n".join(out).rstrip() + "\n"
+
+
+def anomaly_tables(card: dict) -> list[str]:
+    """Rare vs common, per detector compared and half of the judging objects; the feedback gain."""
+    m = card["metrics"]
+    out = [f"**{card['name']} {card['version']}** (rare vs common, the alert at each object's last "
+           f"detection; chosen on the selection half: {m['chosen'].replace('_', ' ')})", "",
+           "| detector | judging objects | real AUROC | real top-1% precision | simulated AUROC | "
+           "simulated top-1% precision |", "|---|---|---|---|---|---|"]
+    for name, halves in m["compared"].items():
+        for half in ("selection_half", "report_half"):
+            real, sim = halves[half]["real"], halves[half]["simulated"]
+            label = half.replace("_", " ")
+            if name == m["chosen"] and half == "report_half":
+                label = f"**{label}**"
+            out.append(f"| {name.replace('_', ' ')} | {label} | {_show(real['auroc'], 'f3')} | "
+                       f"{_show(real['top_1pct_precision'], 'f3')} | {_show(sim['auroc'], 'f3')} | "
+                       f"{_show(sim['top_1pct_precision'], 'f3')} |")
+    out += ["", "Feedback (report half; an expert labels the top 10 a night for 10 nights): rare objects "
+            "found", "",
+            "| set | views (rare) | shipped model, static | forest, static | forest + feedback |",
+            "|---|---|---|---|---|"]
+    for name, f in m["feedback"].items():
+        out.append(f"| {name} | {f['pool_views']} ({f['pool_rare']}) | {f['found_static_model']} | "
+                   f"{f['found_static_forest']} | {f['found_with_feedback']} |")
+    return [*out, ""]
 
 
 def block(cards: list[dict]) -> str:

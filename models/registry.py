@@ -27,14 +27,23 @@ ARTIFACTS = Path(__file__).with_name("artifacts")
 
 @dataclass
 class Result:
-    """One classifier's verdict on one alert (the shape the CLI, HTTP API and stream all return)."""
+    """One model's verdict on one alert (the shape the CLI, HTTP API and stream all return): a
+    classifier's class probabilities, or the anomaly model's score (no classifications)."""
 
     classifier: str
     version: str
     classifications: list[dict]  # [{"classId": int, "probability": float}], probabilities sum to 1
-    reason: str | None = None  # why the classifier declined, else None
+    reason: str | None = None  # why the model declined, else None
+    score: float | None = None  # anomaly models: the population percentile (0.99 = top 1%)
+
+    @property
+    def is_anomaly(self) -> bool:
+        return not self.classifications
 
     def as_dict(self) -> dict:
+        if self.is_anomaly:
+            return {"classifier": self.classifier, "version": self.version, "score": self.score,
+                    "reason": self.reason}
         return {"classifier": self.classifier, "version": self.version,
                 "classifications": self.classifications, "reason": self.reason}
 
@@ -54,21 +63,42 @@ class LoadedModel:
     rows_scored: int = 0
     declined: int = 0
     on_inference: Callable[[float, int], None] | None = None
+    folder: Path | None = None  # where its artefacts are (the anomaly retrain reads its reference rows)
 
     def __post_init__(self) -> None:
         self.input_name = self.session.get_inputs()[0].name
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        if len(X) == 0:
-            return np.empty((0, len(self.class_ids)), np.float32)
+    @property
+    def is_anomaly(self) -> bool:
+        return self.card.get("kind") == "anomaly"
+
+    def _run(self, X: np.ndarray, output: str | None) -> np.ndarray:
         t0 = time.perf_counter()
-        proba = self.session.run(None, {self.input_name: np.ascontiguousarray(X, np.float32)})[1]
+        names = [output] if output else None
+        out = self.session.run(names, {self.input_name: np.ascontiguousarray(X, np.float32)})
         seconds = time.perf_counter() - t0
         self.calls.append((seconds, len(X)))
         self.rows_scored += len(X)
         if self.on_inference is not None:
             self.on_inference(seconds, len(X))
-        return proba
+        return out[0] if output else out[1]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if len(X) == 0:
+            return np.empty((0, len(self.class_ids)), np.float32)
+        return self._run(X, None)
+
+    def percentiles(self, X: np.ndarray) -> np.ndarray:
+        """Anomaly models: the fraction of the training population that looks less unusual than each
+        row (the card keeps the population's raw scores at fixed percentile levels)."""
+        if len(X) == 0:
+            return np.empty(0)
+        raw_card = self.card["raw_score"]
+        out = self._run(X, raw_card["output"])
+        out = out.min(axis=1) if raw_card["reduce"] == "min" else out.reshape(len(X))
+        raw = raw_card["sign"] * out.astype(np.float64)
+        pct = np.interp(raw, raw_card["population_scores"], raw_card["percentile_levels"])
+        return np.where(np.isfinite(raw), pct, np.nan)
 
     def latency_ms(self) -> dict:
         """Percentiles of recent ONNX calls, per call and per row."""
@@ -84,6 +114,8 @@ class LoadedModel:
         """Score a batch; rows with too few points are declined (class 300, probability 1)."""
         ok = n_points >= self.min_points
         self.declined += int((~ok).sum())
+        if self.is_anomaly:
+            return self._anomaly(X, n_points, ok)
         proba = self.predict_proba(X[ok])
         results, j = [], 0
         for i in range(len(X)):
@@ -103,6 +135,22 @@ class LoadedModel:
             results.append(Result(self.name, self.version,
                                   [{"classId": c, "probability": round(float(v), 6)}
                                    for c, v in zip(self.class_ids, p, strict=True)]))
+        return results
+
+
+    def _anomaly(self, X: np.ndarray, n_points: np.ndarray, ok: np.ndarray) -> list[Result]:
+        score = np.full(len(X), np.nan)
+        score[ok] = self.percentiles(X[ok])
+        results = []
+        for i in range(len(X)):
+            if not ok[i]:
+                why = f"too few points: {int(n_points[i])} < {self.min_points}"
+            elif not np.isfinite(score[i]):
+                why = "the model gave no finite score for these features"
+            else:
+                results.append(Result(self.name, self.version, [], score=round(float(score[i]), 6)))
+                continue
+            results.append(Result(self.name, self.version, [], why))
         return results
 
 
@@ -137,20 +185,29 @@ def load_model(folder: Path) -> LoadedModel:
     shape = session.get_inputs()[0].shape
     if len(shape) != 2 or shape[1] != len(expected):
         raise ModelError(f"{where}: ONNX input shape {shape} does not take {len(expected)} features")
+    if card.get("kind") == "anomaly":
+        outputs = [o.name for o in session.get_outputs()]
+        if card.get("raw_score", {}).get("output") not in outputs:
+            raise ModelError(f"{where}: the card's raw score output is not among the ONNX outputs {outputs}")
+        return LoadedModel(card["name"], card["version"], card, session, [], int(card.get("min_points", 1)),
+                           time.monotonic() - t0, folder=folder)
     n_out = session.get_outputs()[1].shape[-1] if len(session.get_outputs()) > 1 else None
     if n_out not in (None, len(card["class_ids"])) and isinstance(n_out, int):
         raise ModelError(f"{where}: ONNX gives {n_out} probabilities, the card lists "
                          f"{len(card['class_ids'])} classes")
     return LoadedModel(card["name"], card["version"], card, session, [int(c) for c in card["class_ids"]],
-                       int(card.get("min_points", 1)), time.monotonic() - t0)
+                       int(card.get("min_points", 1)), time.monotonic() - t0, folder=folder)
 
 
 class Registry:
-    """Every model under an artefacts directory (`<name>/<version>/`), newest version per name."""
+    """Every model under the artefacts directories (`<name>/<version>/`), newest version per name:
+    the shipped ones, and those `alert-classifier anomaly retrain` writes under the data directory."""
 
-    def __init__(self, root: Path = ARTIFACTS, names: list[str] | None = None) -> None:
+    def __init__(self, root: Path = ARTIFACTS, names: list[str] | None = None,
+                 extra: Path | None = None) -> None:
         self.models: dict[str, LoadedModel] = {}
-        for card in sorted(root.glob("*/*/card.json")):
+        cards = sorted(root.glob("*/*/card.json")) + (sorted(extra.glob("*/*/card.json")) if extra else [])
+        for card in cards:
             name = card.parent.parent.name
             if names and name not in names:
                 continue
@@ -158,6 +215,8 @@ class Registry:
             current = self.models.get(name)
             if current is None or _version_key(model.version) > _version_key(current.version):
                 self.models[name] = model
+        # classifiers first, then anomaly models: the order of every result list
+        self.models = dict(sorted(self.models.items(), key=lambda item: (item[1].is_anomaly, item[0])))
         if not self.models:
             raise ModelError(f"no model artefacts under {root}: run `alert-classifier train`")
 

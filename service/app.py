@@ -71,8 +71,8 @@ def create_app(settings: Settings | None = None, *, consume: bool = False,
         # (classify work, the worker in `run`) each wait lasts up to the switch interval: 5 ms by
         # default, ~70 ms per probe in all. 0.5 ms keeps probes fast at no measurable cost to the work.
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-        state = AppState(settings, registry or Registry(), store or Store(settings.store_location),
-                         make_decoder(settings), Metrics(),
+        state = AppState(settings, registry or Registry(extra=settings.retrained_models_dir),
+                         store or Store(settings.store_location), make_decoder(settings), Metrics(),
                          classify_slots=threading.BoundedSemaphore(settings.max_concurrent_classify))
         for name, model in state.registry.models.items():
             model.on_inference = _inference_observer(state.metrics, name)
@@ -104,9 +104,9 @@ def create_app(settings: Settings | None = None, *, consume: bool = False,
     _install_error_handlers(app)
     _install_http_metrics(app)
 
-    from service.api import classify, explorer, health, model_status, queries, stats
+    from service.api import anomalies, classify, explorer, health, model_status, queries, stats
 
-    for module in (classify, queries, stats, model_status, health, explorer):
+    for module in (classify, queries, anomalies, stats, model_status, health, explorer):
         app.include_router(module.router)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -14,6 +14,8 @@ from streaming import local_broker
 from streaming.decode import Decoder, SchemaVersion
 from streaming.kafka import broker, create_topics, produce_all
 
+TRAINABLE = ("rrlyrae", "supernova", "anomaly")  # models/train/train.py: MODEL_NAMES
+
 
 def _state_file(settings: Settings):
     return settings.data_dir / "kafka.json"
@@ -198,7 +200,7 @@ def cmd_classify(args: argparse.Namespace, settings: Settings) -> int:
 
     version = SchemaVersion.parse(args.schema) if args.schema else settings.default_version
     decoder = Decoder(version, settings.schema_registry_url)
-    registry = Registry()
+    registry = Registry(extra=settings.retrained_models_dir)
     failures = 0
     for path in alert_files(args.paths):
         items = read_alerts(path, decoder)
@@ -221,10 +223,50 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         print(f"training data directory {data_dir} not found: pass --data-dir or set "
               "ALERT_CLASSIFIER_TRAINING_DATA_DIR", file=sys.stderr)
         return 2
-    cards = train_all(data_dir, args.out, seed=args.seed, version=args.version or MODEL_VERSION)
+    cards = train_all(data_dir, args.out, seed=args.seed, version=args.version or MODEL_VERSION,
+                      names=tuple(args.models))
     for name, card in cards.items():
         print(f"{name} {card['version']}: sha256 {card['sha256'][:12]}..., written to "
               f"{args.out / name / card['version']}")
+    return 0
+
+
+def cmd_anomaly_retrain(args: argparse.Namespace, settings: Settings) -> int:
+    """Feedback -> light curves of the labelled objects (the store's kept detections) -> features ->
+    a new anomaly model version (models/train/anomaly.py: retrain)."""
+    import numpy as np
+
+    from models import features
+    from models.registry import Registry
+    from models.train.anomaly import retrain
+    from service.store import Store
+
+    current = Registry(extra=settings.retrained_models_dir).models.get("anomaly")
+    if current is None or current.folder is None:
+        print("no anomaly model is installed: run `alert-classifier train --models anomaly`", file=sys.stderr)
+        return 2
+    store = Store(settings.store_location)
+    labels = store.feedback()
+    if not labels:
+        print("no feedback in the store yet: label objects with POST /v1/anomalies/{diaObjectId}/feedback",
+              file=sys.stderr)
+        return 2
+    curves = store.recall({oid: float("inf") for oid in labels})
+    missing = sorted(set(labels) - set(curves))
+    if missing:
+        print(f"{len(missing)} labelled objects have no kept detections and are left out "
+              f"(e.g. {missing[:3]}); keep history on (ALERT_CLASSIFIER_KEEP_HISTORY)", file=sys.stderr)
+    ids = [oid for oid in labels if oid in curves]
+    if not ids:
+        print("none of the labelled objects has kept detections: nothing to learn from", file=sys.stderr)
+        return 2
+    print(f"retraining {current.name}/{current.version} on {len(ids)} labelled objects "
+          f"({sum(labels[i] == 'anomaly' for i in ids)} anomalies)...", flush=True)
+    X = features.extract([curves[i] for i in ids])
+    out = args.out or settings.retrained_models_dir
+    card = retrain(current.folder, X, np.array([labels[i] == "anomaly" for i in ids]), out, args.seed)
+    print(f"{card['name']} {card['version']}: sha256 {card['sha256'][:12]}..., written to "
+          f"{out / card['name'] / card['version']}; restart the service (or workers) to load it")
     return 0
 
 
@@ -345,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", type=Path, help="datasets folder (default: ../shared/data)")
     train.add_argument("--out", type=Path, default=ARTIFACTS, help=f"artefacts folder (default {ARTIFACTS})")
     train.add_argument("--seed", type=int, default=42)
-    train.add_argument("--version", help="model version (default: the current one in models/train)")
+    train.add_argument("--version", help="classifier version (default: the current one in models/train)")
+    train.add_argument("--models", nargs="+", choices=TRAINABLE, default=list(TRAINABLE),
+                       help="which models to train (default: all)")
     train.set_defaults(func=cmd_train)
 
     prune = sub.add_parser("prune", help="retention: delete old results and kept detections from the store")
@@ -361,6 +405,15 @@ def build_parser() -> argparse.ArgumentParser:
     colours.add_argument("--data-dir", type=Path)
     colours.add_argument("--seed", type=int, default=0)
     colours.set_defaults(func=cmd_colours)
+
+    anomaly = sub.add_parser("anomaly", help="the anomaly model: learn from experts' feedback")
+    anomaly_sub = anomaly.add_subparsers(dest="anomaly_command", required=True)
+    retrain = anomaly_sub.add_parser("retrain", help="a new anomaly model version from the feedback in the "
+                                                     "store (POST /v1/anomalies/{id}/feedback)")
+    retrain.add_argument("--out", type=Path, help="artefacts folder (default: <data_dir>/models, which the "
+                                                  "service loads beside the shipped models)")
+    retrain.add_argument("--seed", type=int, default=42)
+    retrain.set_defaults(func=cmd_anomaly_retrain)
 
     cards = sub.add_parser("cards", help="the model cards' held-out metrics as Markdown tables")
     cards.add_argument("--block", action="store_true", help="with the markers docs/models.md uses")

@@ -146,8 +146,23 @@ def _latest_table(latest: dict[str, dict]) -> str:
     return "<table id='latest'>" + "".join(rows) + "</table>"
 
 
-def object_page(object_id: int, history: Sequence[dict], points: Sequence[dict], truncated: bool) -> str:
-    """The explorer page of one object: position, latest classes, light curve, probabilities over time."""
+def _anomaly_line(scores: Sequence[dict]) -> str:
+    """The latest anomaly score and the object's highest (scores: oldest first)."""
+    scored = [s for s in scores if s["score"] is not None]
+    if not scored:
+        why = f": {html.escape(scores[-1]['reason'])}" if scores and scores[-1]["reason"] else ""
+        return f"<p id='anomaly' class='muted'>anomaly score: none{why}</p>" if scores else ""
+    latest, best = scored[-1], max(s["score"] for s in scored)
+    return (f"<p id='anomaly' data-score='{latest['score']:.6f}'>anomaly score {latest['score']:.4f} "
+            f"(the population's top {100 * (1 - latest['score']):.2g}%; highest {best:.4f}) · "
+            f"{html.escape(latest['classifier'])} {html.escape(latest['version'])} · "
+            "<a href='/v1/anomalies'>top anomalies (JSON)</a></p>")
+
+
+def object_page(object_id: int, history: Sequence[dict], points: Sequence[dict], truncated: bool,
+                anomaly: Sequence[dict] = ()) -> str:
+    """The explorer page of one object: position, latest classes and anomaly score, light curve,
+    probabilities over time."""
     latest: dict[str, dict] = {}
     for r in history:  # oldest first: the last wins
         latest[r["classifier"]] = r
@@ -165,7 +180,7 @@ def object_page(object_id: int, history: Sequence[dict], points: Sequence[dict],
         by_classifier.setdefault(r["classifier"], []).append(r)
     more = "<p class='muted'>showing the first 10,000 detections</p>" if truncated else ""
     body = (f"<section><h2>diaObjectId <span id='object-id'>{oid}</span></h2><p>{position}</p>"
-            f"<p>{links}</p>{_latest_table(latest)}</section>"
+            f"<p>{links}</p>{_latest_table(latest)}{_anomaly_line(anomaly)}</section>"
             f"<section><h2>Light curve ({len(points)} detections kept)</h2>{light_curve_svg(points)}"
             f"{more}</section>"
             + "".join(f"<section><h2>{html.escape(c)}: probabilities alert after alert</h2>"

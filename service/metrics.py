@@ -17,6 +17,7 @@ from prometheus_client import Counter as PromCounter
 from streaming.records import BatchOutcome, Message
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+ANOMALY_BUCKETS = (0.5, 0.9, 0.99, 0.999, 0.9999, 1.0)
 WINDOW_S = 600  # the status page shows the last ten minutes
 
 
@@ -42,6 +43,9 @@ class Metrics:
                                    ["direction"], registry=r)
         self.classes = PromCounter("alert_classifier_top_class_total", "Top class of stored results",
                                    ["classifier", "class_id"], registry=r)
+        self.anomaly = Histogram("alert_classifier_anomaly_score",
+                                 "Anomaly scores of stored results (population percentile; 0.99 = top 1%)",
+                                 ["classifier"], buckets=ANOMALY_BUCKETS, registry=r)
         self.stalled = Gauge("alert_classifier_worker_stalled_seconds",
                              "How long the worker has retried one batch (store, broker or schema registry "
                              "unreachable), once past the stall threshold; 0 when it flows",
@@ -81,9 +85,12 @@ class Metrics:
         for lat in latencies:
             self.latency.observe(lat)
         tops = [(r.classifier, max(r.classifications, key=lambda c: c["probability"])["classId"])
-                for r in outcome.records if not r.reason]
+                for r in outcome.records if not r.reason and not r.is_anomaly]
         for classifier, top in tops:
             self.classes.labels(classifier, str(top)).inc()
+        for r in outcome.records:
+            if r.is_anomaly and r.score is not None:
+                self.anomaly.labels(r.classifier).observe(r.score)
         with self._lock:
             self._throughput.append((now, len(messages)))
             self._latencies.extend((now, lat) for lat in latencies)

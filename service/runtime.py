@@ -43,5 +43,5 @@ def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None
                           stall_after_s=settings.stall_after_s, security=security,
                           output_bootstrap=output_bootstrap, output_security=output_security,
                           auto_offset_reset=settings.kafka_auto_offset_reset)
-    return Worker(config, registry or Registry(), store or Store(settings.store_location),
-                  make_decoder(settings), observer)
+    return Worker(config, registry or Registry(extra=settings.retrained_models_dir),
+                  store or Store(settings.store_location), make_decoder(settings), observer)

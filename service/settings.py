@@ -105,6 +105,12 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def retrained_models_dir(self) -> Path:
+        """Where `alert-classifier anomaly retrain` writes new model versions; the registry loads
+        them beside the shipped ones (the newest version of each model wins)."""
+        return self.data_dir / "models"
+
+    @property
     def store_location(self) -> str:
         return self.store_dsn or str(self.data_dir / "classifications.sqlite3")
 

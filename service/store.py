@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from models.errors import StoreError, StoreRejected
+from service import anomaly_store
+from service.anomaly_store import AnomalyTables
 from streaming.lightcurve import LightCurve
 from streaming.records import ClassificationRecord, Detection
 
@@ -96,6 +98,7 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (night, metric)
         )""",
     ],
+    anomaly_store.MIGRATION,
 ]
 ADD_NIGHTLY = """INSERT INTO nightly (night, metric, value) VALUES (?, ?, ?)
     ON CONFLICT (night, metric) DO UPDATE SET value = nightly.value + excluded.value"""
@@ -187,7 +190,7 @@ def _row_values(r: ClassificationRecord) -> tuple:
             r.alert_timestamp_ms, r.ingest_timestamp_ms)
 
 
-class Store:
+class Store(AnomalyTables):
     """SQLite when `dsn` is a path (or empty), PostgreSQL when it starts with postgresql://."""
 
     def __init__(self, dsn: str | Path) -> None:
@@ -283,6 +286,8 @@ class Store:
         # during a rebalance) then lock shared keys in the same order and cannot deadlock.
         detections = sorted(detections, key=lambda d: (d.dia_object_id, d.mjd, d.dia_source_id))
         records = sorted(records, key=lambda r: (r.dia_source_id, r.classifier, r.version))
+        scores = [r for r in records if r.is_anomaly]
+        records = [r for r in records if not r.is_anomaly]
         try:
             rows = [_row_values(r) for r in records]
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
@@ -291,6 +296,7 @@ class Store:
             cur = conn.cursor()
             if detections:
                 cur.executemany(self._sql(INSERT_SOURCE), detections)
+            self._upsert_scores(cur, scores)
             if not records:
                 return
             cur.executemany(self._sql(UPSERT), rows)
@@ -382,8 +388,9 @@ class Store:
         return None if newest is None else float(newest)
 
     def prune_results(self, before_mjd: float, batch: int = PRUNE_BATCH) -> Iterator[int]:
-        """Deletes classifications (and their probabilities) of alerts observed before `before_mjd`,
-        oldest first, `batch` rows per transaction; yields the rows deleted by each step."""
+        """Deletes classifications (and their probabilities), then anomaly scores, of alerts observed
+        before `before_mjd`, oldest first, `batch` rows per transaction; yields the rows deleted by
+        each step."""
         while True:
             with self._lock, self._connection() as conn:
                 cur = conn.cursor()
@@ -391,11 +398,17 @@ class Store:
                             (before_mjd, batch))
                 ids = sorted(r[0] for r in cur.fetchall())  # key order, as in upsert: no deadlock
                 if not ids:
-                    return
+                    break
                 marks = ",".join("?" * len(ids))
                 cur.execute(self._sql(f"DELETE FROM probabilities WHERE classification_id IN ({marks})"), ids)
                 cur.execute(self._sql(f"DELETE FROM classifications WHERE id IN ({marks})"), ids)
             yield len(ids)
+        while True:
+            with self._lock, self._connection() as conn:
+                deleted = self._prune_scores(conn.cursor(), before_mjd, batch)
+            if not deleted:
+                return
+            yield deleted
 
     def prune_history(self, before_mjd: float, batch: int = PRUNE_BATCH) -> Iterator[int]:
         """Deletes kept detections observed before `before_mjd`; yields the rows deleted per step.
@@ -481,7 +494,8 @@ class Store:
         return row
 
     def count(self) -> int:
-        return self._count("classifications")
+        """Results stored: classifier rows and anomaly scores."""
+        return self._count("classifications") + self._count("anomaly_scores")
 
     def _count(self, table: str) -> int:
         with self._connection() as conn:
@@ -500,6 +514,15 @@ class Store:
     def object_history(self, dia_object_id: int) -> list[dict]:
         return self._rows(f"SELECT {', '.join(COLUMNS)} FROM classifications WHERE dia_object_id = ? "
                           "ORDER BY mjd, classifier, version", (dia_object_id,))
+
+    def latest_results(self, dia_object_id: int, scan: int = 50) -> list[dict]:
+        """The object's latest stored result per classifier (among its newest `scan` rows)."""
+        rows = self._rows(f"SELECT {', '.join(COLUMNS)} FROM classifications WHERE dia_object_id = ? "
+                          "ORDER BY mjd DESC LIMIT ?", (dia_object_id, scan))
+        latest: dict[str, dict] = {}
+        for row in rows:
+            latest.setdefault(row["classifier"], row)
+        return list(latest.values())
 
     def query(self, q: Query) -> list[dict]:
         where, params = ["c.id > ?"], [q.after_id]

@@ -18,6 +18,7 @@ from streaming.records import BatchOutcome, Message
 # Upper bounds of the latency histogram (seconds), Kafka timestamp -> stored; the last is open.
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, float("inf"))
 CLASS_FLOOR = 0.5  # a class counts for the night when its probability is at least this
+ANOMALY_FLOOR = 0.99  # an alert counts as anomalous for the night from this score (its top 1%)
 
 
 def day_obs(unix_s: float) -> str:
@@ -27,7 +28,8 @@ def day_obs(unix_s: float) -> str:
 
 def batch_counts(outcome: BatchOutcome, messages: Sequence[Message], now_s: float) -> Counter:
     """(night, metric) -> n for one batch: consumed, classified, declined, dead_lettered:<reason>,
-    new_objects, class:<classifier>:<classId> (p >= 0.5), latency_le:<bound> (histogram)."""
+    new_objects, class:<classifier>:<classId> (p >= 0.5), anomalous:<classifier> (score >= 0.99),
+    latency_le:<bound> (histogram)."""
     night = day_obs(now_s)
     counts: Counter = Counter()
     counts[(night, "consumed")] += len(messages)
@@ -37,6 +39,8 @@ def batch_counts(outcome: BatchOutcome, messages: Sequence[Message], now_s: floa
         counts[(night, f"dead_lettered:{dl.reason}")] += 1
     counts[(night, "new_objects")] += outcome.new_objects
     for r in outcome.records:
+        if r.is_anomaly and r.score is not None and r.score >= ANOMALY_FLOOR:
+            counts[(night, f"anomalous:{r.classifier}")] += 1
         if r.reason is None:
             for c in r.classifications:
                 if c["probability"] >= CLASS_FLOOR:
@@ -63,7 +67,10 @@ def summarise(night: str, metrics: dict[str, int]) -> dict:
             "classified": metrics.get("classified", 0), "declined": metrics.get("declined", 0),
             "dead_lettered": sum(dead.values()),
             "dead_lettered_by_reason": dead, "new_objects": metrics.get("new_objects", 0),
-            "classes_p_ge_0_5": classes, "latency_ms": _percentiles(histogram)}
+            "classes_p_ge_0_5": classes,
+            "anomalous_score_ge_0_99": {k.split(":", 1)[1]: n for k, n in metrics.items()
+                                        if k.startswith("anomalous:")},
+            "latency_ms": _percentiles(histogram)}
 
 
 def _percentiles(histogram: list[tuple[float, int]]) -> dict[str, float | None]:

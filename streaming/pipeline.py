@@ -131,7 +131,7 @@ def records_for(alert: Alert, results: Sequence[Result], msg: Message | None = N
     return [ClassificationRecord(alert.dia_source_id, alert.dia_object_id, alert.alert_id, r.classifier,
                                  r.version, alert.ra, alert.dec, alert.mjd, r.classifications, r.reason,
                                  msg.topic, msg.partition, msg.offset, msg.timestamp_ms or ingest_ms,
-                                 ingest_ms)
+                                 ingest_ms, r.score)
             for r in results]
 
 

@@ -34,9 +34,17 @@ def broker_classification(record: ClassificationRecord, broker_version: str) -> 
             "brokerIngestTimestamp": record.ingest_timestamp_ms,
             "brokerName": BROKER_NAME, "brokerVersion": broker_version,
             "classifierName": record.classifier,
-            "classifierParams": f"version={record.version}" + (f"; declined: {record.reason}"
-                                                               if record.reason else ""),
+            "classifierParams": _params(record),
             "classifications": record.classifications}
+
+
+def _params(record: ClassificationRecord) -> str:
+    """ELAsTiCC's schema has no class for an anomaly score: its record carries no classifications
+    and the score here, `version=1.0.0; score=0.997`."""
+    params = f"version={record.version}"
+    if record.is_anomaly and record.score is not None:
+        params += f"; score={record.score:.6f}"
+    return params + (f"; declined: {record.reason}" if record.reason else "")
 
 
 def encode_classification(record: ClassificationRecord, broker_version: str, fmt: str = "avro") -> bytes:

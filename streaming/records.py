@@ -46,7 +46,8 @@ class Message:
 
 @dataclass(slots=True)
 class ClassificationRecord:
-    """One classifier's verdict on one alert: the store's row, keyed by (diaSourceId, classifier, version)."""
+    """One model's verdict on one alert: the store's row, keyed by (diaSourceId, classifier, version).
+    An anomaly model's record has no classifications and carries its score (None when it declined)."""
 
     dia_source_id: int
     dia_object_id: int | None
@@ -63,6 +64,11 @@ class ClassificationRecord:
     offset: int
     alert_timestamp_ms: int
     ingest_timestamp_ms: int
+    score: float | None = None
+
+    @property
+    def is_anomaly(self) -> bool:
+        return not self.classifications
 
 
 @dataclass(frozen=True, slots=True)

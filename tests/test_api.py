@@ -68,8 +68,9 @@ def test_classify_avro_framed_and_unframed(client, registry):
     assert r.status_code == 200
     body = r.json()
     assert [x["classifier"] for x in body["results"]] == list(registry.models)
-    for result in body["results"]:
+    for result in body["results"][:-1]:
         assert sum(c["probability"] for c in result["classifications"]) == pytest.approx(1, abs=1e-5)
+    assert body["results"][-1]["classifier"] == "anomaly" and 0 <= body["results"][-1]["score"] <= 1
     unframed = packet[5:]
     r2 = avro(client, unframed, schema="11.1")
     assert r2.json() == body
@@ -298,7 +299,9 @@ def test_parquet_and_votable_carry_the_same_rows_with_units(client):
 def test_models_endpoints(client):
     avro(client, packets(1)[0])
     models = client.get("/v1/models").json()
-    assert {m["name"] for m in models} == {"rrlyrae", "supernova"}
+    assert {m["name"] for m in models} == {"rrlyrae", "supernova", "anomaly"}
+    anomaly = client.get("/v1/models/anomaly").json()
+    assert anomaly["class_ids"] == [] and anomaly["metrics"]["held_out"]["real"]["auroc"] > 0.5
     m = client.get("/v1/models/rrlyrae").json()
     assert len(m["sha256"]) == 64 and m["features"] and m["metrics"]["held_out_all"]["auc"] > 0.5
     assert m["ready"] and m["load_seconds"] > 0 and m["rows_scored"] >= 1

@@ -25,10 +25,12 @@ def registry() -> Registry:
 
 
 def test_shipped_models_load_and_match_the_extractor(registry):
-    assert set(registry.models) == {"rrlyrae", "supernova"}
+    assert list(registry.models) == ["rrlyrae", "supernova", "anomaly"]  # classifiers first
     for model in registry.models.values():
         assert model.card["feature_names"] == list(FEATURE_NAMES)
-        assert model.card["parity"]["max_abs_diff"] < 1e-4
+    for name in ("rrlyrae", "supernova"):
+        assert registry.models[name].card["parity"]["max_abs_diff"] < 1e-4
+    assert registry.models["anomaly"].card["parity"]["max_percentile_diff"] < 0.005
     assert registry.models["rrlyrae"].class_ids == [200, RR_LYRAE]
     assert registry.models["supernova"].class_ids == [200, 2222, 2223, 2224, 2242]
 
@@ -52,12 +54,16 @@ def test_probabilities_sum_to_one_and_short_curves_decline(registry):
     results = registry.classify(curves)
     assert len(results) == 4
     for per_alert in results[:3]:
-        for r in per_alert:
+        *classifiers, anomaly = per_alert
+        for r in classifiers:
             assert r.reason is None
             assert sum(c["probability"] for c in r.classifications) == pytest.approx(1, abs=1e-5)
-    for r in results[3]:
+        assert anomaly.reason is None and 0 <= anomaly.score <= 1
+    *classifiers, anomaly = results[3]
+    for r in classifiers:
         assert r.classifications == [{"classId": NOT_CLASSIFIED, "probability": 1.0}]
         assert "too few points" in r.reason
+    assert anomaly.score is None and "too few points" in anomaly.reason
 
 
 def test_onnx_agrees_with_sklearn_on_a_fresh_export(tmp_path):
@@ -136,7 +142,7 @@ def test_classify_command_on_the_package_samples():
             assert "1480360995" in line["error"]["message"]
             continue
         assert "error" not in line, line
-        assert [r["classifier"] for r in line["results"]] == ["rrlyrae", "supernova"]
+        assert [r["classifier"] for r in line["results"]] == ["rrlyrae", "supernova", "anomaly"]
         assert line["diaSourceId"] > 0
 
 

@@ -93,7 +93,7 @@ def test_status_page_shows_live_figures_in_chromium(running_service, tmp_path):
             assert stored > 0
             assert int(page.text_content("#kept").replace(",", "")) > 0
             models = page.locator("#models tbody tr")
-            assert models.count() == 2
+            assert models.count() == 3  # rrlyrae, supernova, anomaly
             assert {models.nth(i).locator("td").first.text_content() for i in range(2)} == {"rrlyrae",
                                                                                            "supernova"}
             assert page.locator("#mix tbody tr").count() > 0

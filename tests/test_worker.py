@@ -30,6 +30,7 @@ from tests.helpers import long_lived_object, refuse_sources
 
 pytestmark = pytest.mark.kafka
 VERSION = latest_version()
+N_MODELS = len(Registry().models)  # one result per model per alert: the store's rows, the output's records
 
 
 @pytest.fixture(scope="module")
@@ -114,15 +115,27 @@ def test_n_alerts_in_n_results_out_equal_to_classify(kafka_bootstrap, topics, re
     expected = classify_alerts([decoder.decode(p) for p in packets], registry, history=store)
     for obj in expected[::37]:
         rows = {r["classifier"]: r for r in store.source_rows(obj["diaSourceId"])}
+        [score] = [s for s in store.object_scores(obj["diaObjectId"])
+                   if s["diaSourceId"] == obj["diaSourceId"]]
         for result in obj["results"]:
+            if "score" in result:  # the anomaly model: its own table
+                assert score["score"] == pytest.approx(result["score"], abs=1e-6)
+                assert score["reason"] == result["reason"]
+                continue
             assert rows[result["classifier"]]["classifications"] == result["classifications"]
             assert rows[result["classifier"]]["reason"] == result["reason"]
 
-    out = read_topic(kafka_bootstrap, topics["output_topic"], expect=n * 2)
-    assert len(out) == n * 2
-    record = decode_classification(out[0].value())
-    assert record["brokerName"] == "alert-classifier" and record["classifierName"] in registry.models
-    assert abs(sum(c["probability"] for c in record["classifications"]) - 1) < 1e-4
+    out = read_topic(kafka_bootstrap, topics["output_topic"], expect=n * N_MODELS)
+    assert len(out) == n * N_MODELS
+    records = [decode_classification(m.value()) for m in out[:30]]
+    assert {r["classifierName"] for r in records} == set(registry.models)
+    for record in records:
+        assert record["brokerName"] == "alert-classifier"
+        if record["classifierName"] == "anomaly":  # ELAsTiCC has no class for it: the score in params
+            assert not record["classifications"]
+            assert "score=" in record["classifierParams"] or "declined" in record["classifierParams"]
+        else:
+            assert abs(sum(c["probability"] for c in record["classifications"]) - 1) < 1e-4
 
 
 def test_the_store_extends_light_curves_beyond_the_alerts_year(kafka_bootstrap, topics, registry, tmp_path):
@@ -244,15 +257,15 @@ def test_kill_9_then_restart_loses_nothing_and_duplicates_no_rows(kafka_bootstra
     first.send_signal(signal.SIGKILL)
     first.wait(30)
     before = store.count()
-    assert before < n * 2, "killed mid-stream"
+    assert before < n * N_MODELS, "killed mid-stream"
 
-    restart_until_done(env, tmp_path / "w2.log", store, n * 2)
-    assert store.count() == n * 2  # upserts: no duplicate rows
+    restart_until_done(env, tmp_path / "w2.log", store, n * N_MODELS)
+    assert store.count() == n * N_MODELS  # upserts: no duplicate rows
     assert len({r["dia_source_id"] for r in store.query(Query(limit=10**7))}) == n
     out = read_topic(kafka_bootstrap, topics["output_topic"])
-    duplicates = len(out) - n * 2
+    duplicates = len(out) - n * N_MODELS
     # at-least-once: at most the batch in flight when killed is produced twice (2 records per alert)
-    assert 0 <= duplicates <= batch * 2, duplicates
+    assert 0 <= duplicates <= batch * N_MODELS, duplicates
 
 
 def test_two_workers_split_the_partitions_and_classify_everything_once(kafka_bootstrap, topics, tmp_path):
@@ -266,18 +279,18 @@ def test_two_workers_split_the_partitions_and_classify_everything_once(kafka_boo
         # both own partitions before the data arrives
         wait_for(lambda: all(_assigned(log.read_text()) for log in logs), what="both workers to join")
         produce_all(kafka_bootstrap, topics["topic"], simulated_packets(n, seed=5))
-        wait_for(lambda: store.count() >= n * 2, what="both workers to finish")
+        wait_for(lambda: store.count() >= n * N_MODELS, what="both workers to finish")
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)
         codes = [w.wait(60) for w in workers]
     assert codes == [0, 0]
-    assert store.count() == n * 2
+    assert store.count() == n * N_MODELS
     assigned = [_assigned(log.read_text()) for log in logs]
     assert all(assigned), f"each worker owned partitions: {assigned}"
     assert assigned[0] | assigned[1] == {0, 1, 2, 3}, assigned
     out = read_topic(kafka_bootstrap, topics["output_topic"])
-    assert len(out) == n * 2, "no reprocessing without a crash"
+    assert len(out) == n * N_MODELS, "no reprocessing without a crash"
 
 
 def _assigned(log: str) -> set[int]:
@@ -302,9 +315,9 @@ def test_sigterm_commits_and_nothing_is_reprocessed(kafka_bootstrap, topics, tmp
     committed = _committed(kafka_bootstrap, topics["topic"], topics["group"])
     assert sum(max(o, 0) for o in committed.values()) == done, "offsets committed = alerts stored"
 
-    restart_until_done(env, tmp_path / "w2.log", store, n * 2)
+    restart_until_done(env, tmp_path / "w2.log", store, n * N_MODELS)
     out = read_topic(kafka_bootstrap, topics["output_topic"])
-    assert len(out) == n * 2, "nothing reprocessed after a clean shutdown"
+    assert len(out) == n * N_MODELS, "nothing reprocessed after a clean shutdown"
 
 
 # --- bad values, refused rows, poison alerts, stalls: never a halt ---------------------------------
@@ -393,7 +406,7 @@ def test_rows_the_store_refuses_dead_letter_only_their_alerts(kafka_bootstrap, t
         headers = {k: v.decode() for k, v in m.headers()}
         assert headers["reason"] == "store_rejected" and "refused by the test trigger" in headers["error"]
         assert headers["schema_id"] == str(VERSION.schema_id)
-    out = read_topic(kafka_bootstrap, topics["output_topic"], expect=(n - len(victims)) * 2)
+    out = read_topic(kafka_bootstrap, topics["output_topic"], expect=(n - len(victims)) * N_MODELS)
     published = {decode_classification(m.value())["diaSourceId"] for m in out}
     assert len(out) == (n - len(victims)) * len(registry.models) and not published & set(victims)
 

@@ -37,11 +37,14 @@ class Curve:
     #: the simulation's true redshift (PLAsTiCC; NaN elsewhere): for training augmentation
     #: (nearer.py), never a feature, as Rubin's alerts carry none
     redshift: float = float("nan")
+    #: the source's own label (a BTS spectroscopic type, a PLAsTiCC target): which objects count as
+    #: rare when the anomaly model is judged (models/train/anomaly.py)
+    subtype: str = ""
 
     def window(self, mask: np.ndarray) -> Curve:
         return Curve(self.t[mask], self.flux[mask], self.flux_err[mask], self.band[mask],
                      self.class_id, self.source, self.object_id, self.detected[mask], self.label_doubt,
-                     self.redshift)
+                     self.redshift, self.subtype)
 
 
 def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> Curve | None:
@@ -86,7 +89,8 @@ def load_plasticc(data_dir: Path) -> list[Curve]:
             continue
         curves.append(Curve(g["mjd"].to_numpy(), g["flux"].to_numpy(), g["flux_err"].to_numpy(),
                             g["passband"].to_numpy().astype(np.int8), class_id, "plasticc",
-                            f"plasticc-{oid}", detected, redshift=redshift[int(oid)]))
+                            f"plasticc-{oid}", detected, redshift=redshift[int(oid)],
+                            subtype=str(target[int(oid)])))
     return curves
 
 
@@ -281,5 +285,6 @@ def load_bts(data_dir: Path) -> list[Curve]:
         err = flux * g["ant_magerr"].to_numpy() * np.log(10) / 2.5
         band = g["ant_passband"].map(BTS_BANDS).to_numpy().astype(np.int8)
         curves.append(Curve(g["ant_mjd"].to_numpy(), flux, err, band, bts_class(types[oid]), "bts",
-                            f"bts-{oid}", np.ones(len(g), bool), redshift=float(redshift[oid])))
+                            f"bts-{oid}", np.ones(len(g), bool), redshift=float(redshift[oid]),
+                            subtype=types[oid]))
     return curves

@@ -408,10 +408,20 @@ class TrainingSet:
         return "ogle3" in self.sets
 
 
-def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODEL_VERSION) -> dict:
+MODEL_NAMES = ("rrlyrae", "supernova", "anomaly")
+
+
+def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODEL_VERSION,
+              names: tuple[str, ...] = MODEL_NAMES) -> dict:
+    from models.train.anomaly import VERSION as ANOMALY_VERSION
+    from models.train.anomaly import train_anomaly
+
     ts = load_training_set(data_dir, seed)
-    return {"rrlyrae": train_rrlyrae(ts, out_dir, version),
-            "supernova": train_supernova(ts, out_dir, version)}
+    trainers = {"rrlyrae": lambda: train_rrlyrae(ts, out_dir, version),
+                "supernova": lambda: train_supernova(ts, out_dir, version),
+                # its own version line: it is judged and versioned apart from the classifiers
+                "anomaly": lambda: train_anomaly(ts.train, ts.test, out_dir, ANOMALY_VERSION, seed)}
+    return {name: trainers[name]() for name in names}
 
 
 def load_training_set(data_dir: Path, seed: int) -> TrainingSet:

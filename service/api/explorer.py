@@ -40,7 +40,8 @@ def object_page(request: Request,
                             headers={"x-reason": "not_found"})
     points = [{"diaSourceId": sid, "mjd": t, "band": BANDS[b], "psfFlux": f, "psfFluxErr": e}
               for sid, t, b, f, e in rows[:MAX_POINTS]]
-    return HTMLResponse(explorer.object_page(dia_object_id, history, points, len(rows) > MAX_POINTS))
+    return HTMLResponse(explorer.object_page(dia_object_id, history, points, len(rows) > MAX_POINTS,
+                                             store.object_scores(dia_object_id)))
 
 
 @router.get("/objects", response_class=HTMLResponse,

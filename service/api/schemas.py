@@ -21,10 +21,18 @@ class ClassifierResult(BaseModel):
     reason: str | None = Field(description="why the classifier declined (class 300); null when it judged")
 
 
+class AnomalyResult(BaseModel):
+    classifier: str = Field(description="the anomaly model, e.g. anomaly")
+    version: str
+    score: float | None = Field(ge=0, le=1, description="fraction of the model's reference population that "
+                                "looks less unusual (0.99 = top 1%); null when it declined")
+    reason: str | None = Field(description="why the model declined; null when it scored")
+
+
 class AlertResult(BaseModel):
     diaSourceId: int
     diaObjectId: int | None
-    results: list[ClassifierResult]
+    results: list[ClassifierResult | AnomalyResult]
 
 
 class StoredClassification(BaseModel):
@@ -53,6 +61,28 @@ class ObjectClassifications(BaseModel):
 class ClassificationPage(BaseModel):
     items: list[StoredClassification]
     next_cursor: int | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class RankedAnomaly(BaseModel):
+    diaObjectId: int
+    score: float = Field(description="the object's highest anomaly score in the window")
+    mjd: float = Field(description="observation time (MJD, TAI) of its latest scored alert in the window")
+    classifier: str
+    version: str
+    latest: dict[str, StoredClassification] = Field(description="per classifier, its latest result")
+
+
+class AnomalyPage(BaseModel):
+    since: float = Field(description="window start, MJD (TAI)")
+    until: float = Field(description="window end, MJD (TAI)")
+    items: list[RankedAnomaly]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class FeedbackAnswer(BaseModel):
+    diaObjectId: int
+    label: str
+    labelled_objects: int = Field(description="objects with a label in the store")
 
 
 class LightCurvePoint(BaseModel):
@@ -151,6 +181,8 @@ class NightlyStats(BaseModel):
     new_objects: int = Field(description="alerts that were their object's first detection")
     classes_p_ge_0_5: dict[str, dict[str, int]] = Field(
         description="per classifier, per class id: results with that class at probability >= 0.5")
+    anomalous_score_ge_0_99: dict[str, int] = Field(
+        description="per anomaly model: alerts scored >= 0.99 (the population's top 1%)")
     latency_ms: LatencyPercentiles = Field(
         description="Kafka timestamp -> stored; upper bounds of histogram buckets")
 

@@ -1,0 +1,202 @@
+"""The anomaly model: its score is a population percentile, every path returns it, the store ranks
+it, experts' feedback is kept, and a retrain on that feedback ranks the labelled anomalies higher."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from models import features
+from models.registry import Registry, _version_key
+from models.train.anomaly import ANOMALY_FEATURES, load_reference, next_version
+from service.app import create_app
+from service.cli import main
+from service.settings import Settings
+from streaming.decode import Decoder, latest_version
+from streaming.lightcurve import light_curve
+from streaming.pipeline import classify_alerts, records_for
+from streaming.records import ClassificationRecord
+from streaming.simulate import simulate_alerts
+
+VERSION = latest_version()
+
+
+@pytest.fixture(scope="module")
+def registry() -> Registry:
+    return Registry()
+
+
+def score_record(source_id: int, object_id: int, score: float | None, mjd: float = 60000.0,
+                 reason: str | None = None) -> ClassificationRecord:
+    return ClassificationRecord(source_id, object_id, source_id, "anomaly", "1.0.0", 10.0, -5.0, mjd, [],
+                                reason, "t", 0, source_id, 1_700_000_000_000, 1_700_000_000_500, score)
+
+
+# --- the model -----------------------------------------------------------------------------------
+
+def test_the_score_is_the_fraction_of_the_population_that_looks_less_unusual(registry):
+    """On the reference rows shipped with the model (a sample of its training population), scores
+    spread evenly over [0, 1]: 1% of them at or above 0.99, half above 0.5."""
+    model = registry.models["anomaly"]
+    scores = model.percentiles(load_reference(model.folder))
+    assert np.all((scores >= 0) & (scores <= 1))
+    assert np.mean(scores >= 0.99) == pytest.approx(0.01, abs=0.006)
+    assert np.median(scores) == pytest.approx(0.5, abs=0.03)
+    # beyond anything in the population (g - r of -6 mag; the population spans -3.5 to 2.1): top
+    names = list(features.FEATURE_NAMES)
+    odd = load_reference(model.folder)[:1].copy()
+    odd[0, names.index("colour_gr_latest")] = -6.0
+    assert model.percentiles(odd)[0] > 0.999
+
+
+def test_every_alert_gets_an_anomaly_result_beside_the_classifiers(registry):
+    decoder = Decoder()
+    alerts = [decoder.decode(decoder.encode(r, VERSION)) for r in simulate_alerts(20, history=25, seed=3)]
+    short = [decoder.decode(decoder.encode(r, VERSION)) for r in simulate_alerts(1, history=0, seed=4)]
+    results = classify_alerts(alerts + short, registry)
+    for obj in results[:-1]:
+        names = [r["classifier"] for r in obj["results"]]
+        assert names == ["rrlyrae", "supernova", "anomaly"]  # classifiers first
+        anomaly = obj["results"][-1]
+        assert set(anomaly) == {"classifier", "version", "score", "reason"}
+        assert 0 <= anomaly["score"] <= 1 and anomaly["reason"] is None
+    declined = results[-1]["results"][-1]
+    assert declined["score"] is None and declined["reason"].startswith("too few points")
+    # the store rows and the output records carry the same score
+    records = records_for(alerts[0], registry.classify([light_curve(alerts[0])])[0])
+    assert records[-1].is_anomaly and records[-1].score == results[0]["results"][-1]["score"]
+
+
+def test_the_card_compares_the_detectors_and_reports_on_objects_no_choice_saw(registry):
+    card = registry.models["anomaly"].card
+    metrics = card["metrics"]
+    assert set(metrics["compared"]) == {"isolation_forest", "kmeans", "gaussian_mixture"}
+    chosen = metrics["chosen"]
+    assert card["estimator"] == chosen
+    # chosen on the selection half; the held-out figures are the other half's
+    assert metrics["held_out"] == metrics["compared"][chosen]["report_half"]
+    for name in ("real", "simulated"):
+        assert 0 < metrics["held_out"][name]["auroc"] <= 1 and metrics["held_out"][name]["rare"] > 0
+    assert card["used_features"] == list(ANOMALY_FEATURES)
+    real = metrics["feedback"]["real"]
+    assert real["found_with_feedback"] >= real["found_static_forest"]
+
+
+def test_versions_of_retrains_sort_after_what_they_learnt_from():
+    assert next_version("1.0.0") == "1.0.0.1" and next_version("1.0.0.1") == "1.0.0.2"
+    assert _version_key("1.0.0") < _version_key("1.0.0.1") < _version_key("1.0.0.2") < _version_key("1.0.1")
+
+
+# --- the store -------------------------------------------------------------------------------------
+
+def test_scores_are_ranked_per_object_in_a_window_with_a_cursor(store):
+    rows = [score_record(i, 100 + i % 7, score=round(i / 50, 3), mjd=60000 + i / 100) for i in range(1, 50)]
+    rows.append(score_record(99, 5, None, reason="too few points: 1 < 3"))  # declined: never ranked
+    store.upsert(rows)
+    store.upsert(rows[:5])  # a replay changes nothing
+    ranked = store.top_anomalies(60000, 60001, limit=3)
+    # each object ranked by its highest score; object 100 + 49 % 7 = 100 has 0.98
+    assert [(r.dia_object_id, r.score) for r in ranked] == [(100, 0.98), (106, pytest.approx(0.96)),
+                                                            (105, pytest.approx(0.94))]
+    rest = store.top_anomalies(60000, 60001, limit=10, after=(ranked[-1].score, ranked[-1].dia_object_id))
+    assert [r.dia_object_id for r in rest] == [104, 103, 102, 101]
+    # a window: alerts observed from 60000.10 to 60000.20 only
+    assert store.top_anomalies(60000.10, 60000.20, limit=10)[0].score == pytest.approx(0.4)
+    assert len(store.object_scores(5)) == 1 and store.object_scores(5)[0]["score"] is None
+    assert store._count("classifications") == 0 and store.count() == 50  # scores have their own table
+    assert sum(store.prune_results(60000.30)) == 30  # 29 scored and the declined one
+
+
+def test_feedback_keeps_the_latest_label_per_object(store):
+    store.upsert([score_record(1, 11, 0.5)])
+    assert store.knows_object(11) and not store.knows_object(12)
+    store.add_feedback(11, "normal")
+    store.add_feedback(11, "anomaly")
+    assert store.feedback() == {11: "anomaly"}
+    with pytest.raises(ValueError, match="label must be one of"):
+        store.add_feedback(11, "weird")
+
+
+# --- HTTP, and the retrain loop ---------------------------------------------------------------------
+
+@pytest.fixture
+def client(tmp_path, registry):
+    settings = Settings(data_dir=tmp_path, api_key="s3cret")
+    with TestClient(create_app(settings, registry=registry)) as c:
+        yield c
+
+
+def _post(client, records, **params):
+    decoder = Decoder()
+    body = json.dumps([decoder.decode(decoder.encode(r, VERSION)).record for r in records])
+    return client.post("/v1/classify", content=body, params=params,
+                       headers={"content-type": "application/json", "x-api-key": "s3cret"})
+
+
+def test_anomalies_endpoint_ranks_stored_objects_and_takes_feedback(client):
+    answer = _post(client, simulate_alerts(30, history=25, seed=8), store="true")
+    assert answer.status_code == 200
+    scores = {}
+    for obj in answer.json():
+        [anomaly] = [r for r in obj["results"] if r["classifier"] == "anomaly"]
+        scores[obj["diaObjectId"]] = max(scores.get(obj["diaObjectId"], 0), anomaly["score"])
+    everything = {"since": 0, "until": 1e6, "limit": 5}
+    page = client.get("/v1/anomalies", params=everything).json()
+    assert [i["diaObjectId"] for i in page["items"]] == sorted(scores, key=lambda o: (-scores[o], o))[:5]
+    assert page["items"][0]["score"] == pytest.approx(max(scores.values()), abs=1e-6)
+    assert set(page["items"][0]["latest"]) == {"rrlyrae", "supernova"}
+    # by default, the day of observations up to the newest scored alert
+    night = client.get("/v1/anomalies").json()
+    newest = max(o["mjd"] for o in night["items"])
+    assert night["until"] == pytest.approx(newest) and night["until"] - night["since"] == pytest.approx(1.0)
+    following = client.get("/v1/anomalies", params={**everything, "cursor": page["next_cursor"]}).json()
+    assert not {i["diaObjectId"] for i in following["items"]} & {i["diaObjectId"] for i in page["items"]}
+    assert client.get("/v1/anomalies", params={"cursor": "x"}).status_code == 422
+    assert client.get("/v1/anomalies", params={"since": 2, "until": 1}).status_code == 422
+
+    top = page["items"][0]["diaObjectId"]
+    url = f"/v1/anomalies/{top}/feedback"
+    assert client.post(url, json={"label": "anomaly"}).status_code == 401
+    ok = client.post(url, json={"label": "anomaly"}, headers={"x-api-key": "s3cret"})
+    assert ok.status_code == 200
+    assert ok.json() == {"diaObjectId": top, "label": "anomaly", "labelled_objects": 1}
+    bad = client.post(url, json={"label": "interesting"}, headers={"x-api-key": "s3cret"})
+    assert bad.status_code == 422 and "label" in bad.text
+    unknown = client.post("/v1/anomalies/1/feedback", json={"label": "normal"},
+                          headers={"x-api-key": "s3cret"})
+    assert unknown.status_code == 404 and "nothing stored" in unknown.json()["error"]["message"]
+
+
+def test_feedback_then_retrain_gives_a_new_version_that_ranks_the_labelled_anomalies_higher(
+        tmp_path, monkeypatch, capsys, registry):
+    settings = Settings(data_dir=tmp_path)
+    with TestClient(create_app(settings, registry=registry)) as c:
+        records = list(simulate_alerts(60, history=30, seed=12))
+        objects = _post(c, records, store="true").json()
+        before = {o["diaObjectId"]: o["results"][-1]["score"] for o in objects}
+        ranked = sorted(before, key=before.get)
+        # the expert calls three ordinary-looking objects anomalies, and the three top ones normal
+        anomalies, normals = ranked[10:13], ranked[-3:]
+        for oid, label in [*((o, "anomaly") for o in anomalies), *((o, "normal") for o in normals)]:
+            assert c.post(f"/v1/anomalies/{oid}/feedback", json={"label": label}).status_code == 200
+    monkeypatch.setenv("ALERT_CLASSIFIER_DATA_DIR", str(tmp_path))
+    assert main(["anomaly", "retrain"]) == 0
+    assert "anomaly 1.0.0.1" in capsys.readouterr().out
+    retrained = Registry(extra=settings.retrained_models_dir)
+    assert retrained.models["anomaly"].version == "1.0.0.1"
+    with TestClient(create_app(settings, registry=retrained)) as c:
+        answer = _post(c, records)
+        assert answer.status_code == 200, answer.text
+        after = {o["diaObjectId"]: o["results"][-1]["score"] for o in answer.json()}
+        assert all(o["results"][-1]["version"] == "1.0.0.1" for o in _post(c, records[:2]).json())
+    assert min(after[o] for o in anomalies) > max(after[o] for o in normals)
+    assert np.mean([after[o] for o in anomalies]) > np.mean([before[o] for o in anomalies])
+
+
+def test_retrain_without_feedback_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ALERT_CLASSIFIER_DATA_DIR", str(tmp_path))
+    assert main(["anomaly", "retrain"]) == 2
+    assert "POST /v1/anomalies/{diaObjectId}/feedback" in capsys.readouterr().err
