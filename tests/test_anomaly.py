@@ -200,3 +200,18 @@ def test_retrain_without_feedback_says_what_to_do(tmp_path, monkeypatch, capsys)
     monkeypatch.setenv("ALERT_CLASSIFIER_DATA_DIR", str(tmp_path))
     assert main(["anomaly", "retrain"]) == 2
     assert "POST /v1/anomalies/{diaObjectId}/feedback" in capsys.readouterr().err
+
+
+def test_the_metrics_count_scores_by_bucket():
+    from prometheus_client import generate_latest
+
+    from service.metrics import Metrics
+    from streaming.records import BatchOutcome
+
+    metrics = Metrics()
+    outcome = BatchOutcome(records=[score_record(1, 1, 0.995), score_record(2, 2, 0.3),
+                                    score_record(3, 3, None, reason="too few points: 1 < 3")])
+    metrics.observe_batch(outcome, [], 0.01)
+    text = generate_latest(metrics.registry).decode()
+    assert 'alert_classifier_anomaly_score_bucket{classifier="anomaly",le="0.99"} 1.0' in text
+    assert 'alert_classifier_anomaly_score_count{classifier="anomaly"} 2.0' in text  # the declined one: none

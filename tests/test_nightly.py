@@ -28,6 +28,10 @@ def test_batch_counts_and_summary():
                    ClassificationRecord(2, 8, 2, "supernova", "1", 0, 0, 60000,
                                         [{"classId": 300, "probability": 1.0}], "too few points",
                                         "t", 0, 2, 0, 0)]
+    # anomaly scores: one in the top 1%, one below, one declined
+    out.records += [ClassificationRecord(i, 7, i, "anomaly", "1.0.0", 0, 0, 60000, [], reason, "t", 0, i,
+                                         0, 0, score)
+                    for i, score, reason in ((3, 0.995, None), (4, 0.5, None), (5, None, "too few points"))]
     counts = batch_counts(out, msgs, now)
     night = {metric: n for (n_, metric), n in counts.items() if n_ == "2026-12-02"}
     assert sum(counts.values()) == sum(night.values()), "one night"
@@ -35,6 +39,7 @@ def test_batch_counts_and_summary():
     assert (s["consumed"], s["classified"], s["declined"], s["dead_lettered"]) == (4, 2, 1, 1)
     assert s["dead_lettered_by_reason"] == {"invalid_value": 1} and s["new_objects"] == 1
     assert s["classes_p_ge_0_5"] == {"supernova": {"2222": 1}}, "declined results do not count"
+    assert s["anomalous_score_ge_0_99"] == {"anomaly": 1}
     assert s["latency_ms"] == {"p50": 250.0, "p90": 5000.0, "p99": 5000.0}
 
 
