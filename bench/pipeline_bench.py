@@ -97,7 +97,9 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list
     t = topics(bootstrap, 4)
     store_path = tempfile.mktemp(suffix=".sqlite3", prefix="bench-")
     store = Store(store_path)
-    n_models = 2
+    models = Registry().models
+    n_models = len(models)  # store.count(): every model's result per alert
+    n_classifiers = sum(not m.is_anomaly for m in models.values())  # rows of the classifications table
     ctx = mp.get_context("spawn")
     results: mp.Queue = ctx.Queue()
     procs = [ctx.Process(target=worker_process, args=(bootstrap, t, store_path, batch, results), daemon=True)
@@ -120,7 +122,7 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list
 
     # latency: a paced stream below capacity
     n_lat = min(len(fresh), int(rate * 0.6 * latency_s))
-    last_id = target  # ids of the backlog's rows are 1..target
+    last_id = len(values) * n_classifiers  # ids of the backlog's classification rows
     produce(bootstrap, t["topic"], fresh[:n_lat], rate=rate * 0.6)
     while store.count() < target + n_lat * n_models:
         time.sleep(0.1)

@@ -25,8 +25,9 @@ MIGRATION = [
         ingest_timestamp_ms BIGINT,
         PRIMARY KEY (dia_source_id, classifier, version)
     )""",
-    # ranking a time window: the window's rows from the index, scores alongside (covering)
-    "CREATE INDEX IF NOT EXISTS ix_anomaly_window ON anomaly_scores (mjd, score, dia_object_id)",
+    # ranking: the score order, with what the walk needs alongside (covering)
+    "CREATE INDEX IF NOT EXISTS ix_anomaly_rank ON anomaly_scores (score, dia_object_id, mjd)",
+    "CREATE INDEX IF NOT EXISTS ix_anomaly_mjd ON anomaly_scores (mjd)",  # the newest, retention
     "CREATE INDEX IF NOT EXISTS ix_anomaly_object ON anomaly_scores (dia_object_id, mjd)",
     """CREATE TABLE IF NOT EXISTS anomaly_feedback (
         dia_object_id BIGINT PRIMARY KEY,
@@ -43,13 +44,15 @@ UPSERT_SCORE = """INSERT INTO anomaly_scores (dia_source_id, classifier, version
 UPSERT_FEEDBACK = """INSERT INTO anomaly_feedback (dia_object_id, label, updated_ms) VALUES (?, ?, ?)
     ON CONFLICT (dia_object_id) DO UPDATE SET label = excluded.label, updated_ms = excluded.updated_ms"""
 LABELS = ("anomaly", "normal")
+RANK_CHUNK = 500  # rows fetched at a time while walking the score index
+WALK_FROM = 20_000  # windows with at least this many rows are walked down the score index
 
 
 @dataclass(frozen=True)
 class RankedObject:
     dia_object_id: int
     score: float  # the object's highest score in the window
-    mjd: float  # the observation time of its latest scored alert in the window
+    mjd: float  # the observation time of its highest-scoring alert in the window
     classifier: str
     version: str
 
@@ -75,23 +78,71 @@ class AnomalyTables:
 
     def top_anomalies(self, since_mjd: float, until_mjd: float, limit: int,
                       after: tuple[float, int] | None = None) -> list[RankedObject]:
-        """Objects by their highest score among alerts observed in [since, until], highest first, then
-        by id; `after` is the (score, diaObjectId) cursor of the previous page's last object."""
-        having, params = "", [since_mjd, until_mjd]
-        if after is not None:
-            # REAL like the column: PostgreSQL hands a float4 back as its shortest decimal (0.94),
-            # which as a double is not the stored value
-            having = ("HAVING MAX(score) < CAST(? AS REAL) OR (MAX(score) = CAST(? AS REAL) "
-                      "AND dia_object_id > ?)")
-            params += [after[0], after[0], after[1]]
+        """Objects by their highest score among alerts observed in [since, until], highest first
+        (ties: larger diaObjectId first); `after` is the (score, diaObjectId) of the previous page's
+        last object. Each object's first row in score order is its highest.
+
+        A window of fewer than WALK_FROM rows is read through the time index and sorted; a larger
+        one (a night of millions) is walked down the score index a chunk at a time, so the work
+        grows with the rows read before the page is full, not with the window."""
+        out: list[RankedObject] = []
+        seen: set[int] = set()
+        walk = not self._window_fewer_than(WALK_FROM, since_mjd, until_mjd)
+        key = after
+        while True:
+            rows = self._ranked_rows(since_mjd, until_mjd, key, RANK_CHUNK if walk else None)
+            for score, oid, mjd, classifier, version in rows:
+                if oid in seen:
+                    continue
+                seen.add(oid)
+                # past a cursor an object's first row here may not be its highest: then an earlier
+                # page listed it
+                if after is not None and self._scored_higher(oid, score, since_mjd, until_mjd):
+                    continue
+                out.append(RankedObject(int(oid), float(score), float(mjd), classifier, version))
+                if len(out) == limit:
+                    return out
+            if not walk or len(rows) < RANK_CHUNK:
+                return out
+            key = (rows[-1][0], rows[-1][1])  # that object's other rows at that score: seen already
+
+    def _window_fewer_than(self, cap: int, since_mjd: float, until_mjd: float) -> bool:
         with self._connection() as conn:
             cur = conn.cursor()
-            cur.execute(self._sql(
-                "SELECT dia_object_id, MAX(score) AS best, MAX(mjd), MAX(classifier), MAX(version) "
-                "FROM anomaly_scores WHERE mjd BETWEEN ? AND ? AND score IS NOT NULL "
-                f"AND dia_object_id IS NOT NULL GROUP BY dia_object_id {having} "
-                "ORDER BY best DESC, dia_object_id LIMIT ?"), [*params, limit])
-            return [RankedObject(int(o), float(s), float(m), c, v) for o, s, m, c, v in cur.fetchall()]
+            cur.execute(self._sql("SELECT COUNT(*) FROM (SELECT 1 FROM anomaly_scores WHERE mjd BETWEEN ? "
+                                  "AND ? LIMIT ?) AS w"), (since_mjd, until_mjd, cap))
+            return cur.fetchone()[0] < cap
+
+    def _ranked_rows(self, since_mjd: float, until_mjd: float, below: tuple[float, int] | None,
+                     chunk: int | None) -> list[tuple]:
+        """Scored rows of the window below the (score, diaObjectId) key, highest first: all of them
+        (time index), or the next `chunk` down the score index (`+mjd` keeps the planner off the
+        time index, which would sort the whole window)."""
+        where, params = "score IS NOT NULL AND dia_object_id IS NOT NULL", [since_mjd, until_mjd]
+        if below is not None:
+            # REAL like the column: PostgreSQL hands a float4 back as its shortest decimal (0.94),
+            # which as a double is not the stored value
+            where += " AND (score < CAST(? AS REAL) OR (score = CAST(? AS REAL) AND dia_object_id < ?))"
+            params += [below[0], below[0], below[1]]
+        window = "+mjd BETWEEN ? AND ?" if chunk else "mjd BETWEEN ? AND ?"
+        limit = ""
+        if chunk:
+            limit = "LIMIT ?"
+            params.append(chunk)
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql(f"SELECT score, dia_object_id, mjd, classifier, version FROM "
+                                  f"anomaly_scores WHERE {window} AND {where} ORDER BY score DESC, "
+                                  f"dia_object_id DESC, mjd DESC {limit}"), params)
+            return cur.fetchall()
+
+    def _scored_higher(self, dia_object_id: int, score: float, since_mjd: float, until_mjd: float) -> bool:
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql("SELECT 1 FROM anomaly_scores WHERE dia_object_id = ? AND mjd BETWEEN ? "
+                                  "AND ? AND score > CAST(? AS REAL) LIMIT 1"),
+                        (dia_object_id, since_mjd, until_mjd, score))
+            return cur.fetchone() is not None
 
     def object_scores(self, dia_object_id: int) -> list[dict]:
         """One object's anomaly results, oldest first."""

@@ -110,6 +110,32 @@ def test_scores_are_ranked_per_object_in_a_window_with_a_cursor(store):
     assert sum(store.prune_results(60000.30)) == 30  # 29 scored and the declined one
 
 
+@pytest.mark.parametrize("walk", [False, True])
+def test_ranking_a_large_window_walks_the_score_index_and_pages_the_same(store, monkeypatch, walk):
+    """Both plans (a small window read and sorted; a large one walked down the score index in
+    chunks) page through every object once, by its highest score in the window, ties included."""
+    import service.anomaly_store as anomaly_store
+
+    rng = np.random.default_rng(5)
+    alerts = [(i + 1, int(rng.integers(1, 60)), round(float(rng.choice(np.arange(0, 1, 0.01))), 2),
+               60000 + i / 300) for i in range(300)]  # many ties, objects' alerts interleaved
+    store.upsert([score_record(sid, oid, score, mjd=mjd) for sid, oid, score, mjd in alerts])
+    if walk:
+        monkeypatch.setattr(anomaly_store, "WALK_FROM", 1)
+        monkeypatch.setattr(anomaly_store, "RANK_CHUNK", 7)
+    pages, after = [], None
+    while page := store.top_anomalies(60000.1, 60000.9, 9, after):
+        pages += page
+        after = (page[-1].score, page[-1].dia_object_id)
+    best: dict[int, float] = {}
+    for _, oid, score, mjd in alerts:
+        if 60000.1 <= mjd <= 60000.9:
+            best[oid] = max(best.get(oid, -1.0), score)
+    expected = sorted(best.items(), key=lambda item: (-item[1], -item[0]))
+    assert [p.dia_object_id for p in pages] == [o for o, _ in expected]
+    assert [p.score for p in pages] == pytest.approx([s for _, s in expected])
+
+
 def test_feedback_keeps_the_latest_label_per_object(store):
     store.upsert([score_record(1, 11, 0.5)])
     assert store.knows_object(11) and not store.knows_object(12)
@@ -145,7 +171,7 @@ def test_anomalies_endpoint_ranks_stored_objects_and_takes_feedback(client):
         scores[obj["diaObjectId"]] = max(scores.get(obj["diaObjectId"], 0), anomaly["score"])
     everything = {"since": 0, "until": 1e6, "limit": 5}
     page = client.get("/v1/anomalies", params=everything).json()
-    assert [i["diaObjectId"] for i in page["items"]] == sorted(scores, key=lambda o: (-scores[o], o))[:5]
+    assert [i["diaObjectId"] for i in page["items"]] == sorted(scores, key=lambda o: (-scores[o], -o))[:5]
     assert page["items"][0]["score"] == pytest.approx(max(scores.values()), abs=1e-6)
     assert set(page["items"][0]["latest"]) == {"rrlyrae", "supernova"}
     # by default, the day of observations up to the newest scored alert
