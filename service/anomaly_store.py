@@ -45,7 +45,8 @@ UPSERT_FEEDBACK = """INSERT INTO anomaly_feedback (dia_object_id, label, updated
     ON CONFLICT (dia_object_id) DO UPDATE SET label = excluded.label, updated_ms = excluded.updated_ms"""
 LABELS = ("anomaly", "normal")
 RANK_CHUNK = 500  # rows fetched at a time while walking the score index
-WALK_FROM = 20_000  # windows with at least this many rows are walked down the score index
+# windows of this many rows or more are walked down the score index; fewer are sorted (< ~25 ms)
+WALK_FROM = 5_000
 
 
 @dataclass(frozen=True)
