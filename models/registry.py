@@ -121,8 +121,7 @@ class LoadedModel:
         for i in range(len(X)):
             if not ok[i]:
                 declined = [{"classId": NOT_CLASSIFIED, "probability": 1.0}]
-                results.append(Result(self.name, self.version, declined,
-                                      f"too few points: {int(n_points[i])} < {self.min_points}"))
+                results.append(Result(self.name, self.version, declined, self._too_few(int(n_points[i]))))
                 continue
             p = proba[j].astype(np.float64)
             j += 1
@@ -137,6 +136,8 @@ class LoadedModel:
                                    for c, v in zip(self.class_ids, p, strict=True)]))
         return results
 
+    def _too_few(self, n_points: int) -> str:
+        return f"too few points: {n_points} < {self.min_points}"
 
     def _anomaly(self, X: np.ndarray, n_points: np.ndarray, ok: np.ndarray) -> list[Result]:
         score = np.full(len(X), np.nan)
@@ -144,7 +145,7 @@ class LoadedModel:
         results = []
         for i in range(len(X)):
             if not ok[i]:
-                why = f"too few points: {int(n_points[i])} < {self.min_points}"
+                why = self._too_few(int(n_points[i]))
             elif not np.isfinite(score[i]):
                 why = "the model gave no finite score for these features"
             else:

@@ -170,6 +170,9 @@ class AnomalyTables:
         with self._lock, self._connection() as conn:
             conn.cursor().execute(self._sql(UPSERT_FEEDBACK), (dia_object_id, label, int(time.time() * 1000)))
 
+    def count_feedback(self) -> int:
+        return self._count("anomaly_feedback")
+
     def feedback(self) -> dict[int, str]:
         """diaObjectId -> its latest label."""
         with self._connection() as conn:

@@ -79,5 +79,5 @@ def feedback(request: Request, body: Feedback,
                                  "service has seen can be labelled", headers={"x-reason": "not_found"})
     store.add_feedback(dia_object_id, body.label)
     return Response(orjson.dumps({"diaObjectId": dia_object_id, "label": body.label,
-                                  "labelled_objects": len(store.feedback())}),
+                                  "labelled_objects": store.count_feedback()}),
                     media_type="application/json")
