@@ -188,6 +188,17 @@ class Alert:
     dec: float
     mjd: float
     band: str | None
+    #: the light curve, when the bulk decoder built it from columns (then `record` holds only the
+    #: alert id); None: `lightcurve.light_curve` builds it from `record`
+    curve: Any = None
+    n_previous: int | None = None  # prvDiaSources in the packet, when `record` does not hold them
+
+    @property
+    def previous_count(self) -> int:
+        """How many earlier detections the packet carried (0: the object's first alert)."""
+        if self.n_previous is not None:
+            return self.n_previous
+        return len(self.record.get("prvDiaSources") or [])
 
     @classmethod
     def from_record(cls, record: dict[str, Any], version: SchemaVersion) -> Alert:

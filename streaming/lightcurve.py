@@ -71,6 +71,8 @@ def _usable(t: object, flux: object, err: object) -> bool:
 
 
 def light_curve(alert: Alert, *, forced: bool = False) -> LightCurve:
+    if alert.curve is not None and not forced:
+        return alert.curve  # built by the bulk decoder
     names = field_names(alert.version)
     record = alert.record
     sources = [record["diaSource"], *(record.get("prvDiaSources") or [])]

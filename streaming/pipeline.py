@@ -17,6 +17,7 @@ import numpy as np
 from models import features
 from models.errors import AlertClassifierError, DecodeError
 from models.registry import Registry, Result
+from streaming import bulk_decode
 from streaming.decode import Alert, Decoder
 from streaming.lightcurve import LightCurve, light_curves, unstored, with_history
 from streaming.records import BatchOutcome, ClassificationRecord, DeadLetter, Detection, History, Message
@@ -83,7 +84,9 @@ def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Regis
                   *, forced: bool = False, history: History | None = None) -> BatchOutcome:
     out = BatchOutcome()
     t0 = time.perf_counter()
-    decoded = decoder.decode_batch([m.value for m in messages], lean=True)
+    values = [m.value for m in messages]
+    # columnar (light curves built from columns) unless forced photometry is asked for
+    decoded = decoder.decode_batch(values, lean=True) if forced else bulk_decode.decode_batch(values, decoder)
     t1 = time.perf_counter()
     alerts, alert_msgs = [], []
     for msg, item in zip(messages, decoded, strict=True):
@@ -95,7 +98,7 @@ def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Regis
     curves, out.detections = curves_with_history(alerts, history, forced=forced)
     out.history_points = sum(c.n_stored for c in curves)
     out.new_objects = sum(1 for a, c in zip(alerts, curves, strict=True)
-                          if not a.record.get("prvDiaSources") and not c.n_stored)
+                          if not a.previous_count and not c.n_stored)
     t2 = time.perf_counter()
     try:
         X = features.extract(curves)
