@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,7 @@ ADD_NIGHTLY = """INSERT INTO nightly (night, metric, value) VALUES (?, ?, ?)
     ON CONFLICT (night, metric) DO UPDATE SET value = nightly.value + excluded.value"""
 
 # A detection never changes once measured: a replayed alert's points are already there.
+_DETECTION_ORDER = itemgetter(1, 2, 0)  # (dia_object_id, mjd, dia_source_id): the table's key
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
 RECALL_CHUNK = 500  # objects per read (one VALUES list)
@@ -284,7 +286,7 @@ class Store(AnomalyTables):
             return
         # Rows go in key order: concurrent writers (one object's alerts on two partitions, a replay
         # during a rebalance) then lock shared keys in the same order and cannot deadlock.
-        detections = sorted(detections, key=lambda d: (d.dia_object_id, d.mjd, d.dia_source_id))
+        detections = sorted(detections, key=_DETECTION_ORDER)
         records = sorted(records, key=lambda r: (r.dia_source_id, r.classifier, r.version))
         scores = [r for r in records if r.is_anomaly]
         records = [r for r in records if not r.is_anomaly]

@@ -13,7 +13,8 @@ Two safeguards, because one corrupt body must not spoil or shift its neighbours:
   with bytes left over (or missing) misaligns the marker, and that packet and the ones after it are
   decoded again without it (the bad one per message, which names the fault);
 - when polars cannot read a block at all, it is split in halves until the bad packet is alone, and
-  small groups are decoded per message: only the bad packet becomes a dead letter.
+  small groups are decoded per message: only the bad packet becomes a dead letter. (Some corrupt
+  blocks make polars' Rust code panic: caught like an error, but Rust prints the panic on stderr.)
 
 JSON, unframed and registry-resolved packets take the per-message path (`Decoder.decode`).
 """
@@ -29,6 +30,7 @@ from itertools import pairwise
 
 import numpy as np
 import polars as pl
+from polars.exceptions import PanicException
 
 from models.errors import DecodeError, InvalidValue
 from streaming.decode import (
@@ -161,7 +163,8 @@ def _decode_group(values: Sequence[bytes], idx: list[int], version: SchemaVersio
             return
         try:
             frame = _read_block(version, [memoryview(values[i])[HEADER.size:] for i in idx], columns)
-        except Exception:  # noqa: BLE001 - polars raises many types on a corrupt block: halve it
+        except (Exception, PanicException):  # noqa: BLE001 - polars raises many types (and panics,
+            # a BaseException) on a corrupt block: halve it
             half = len(idx) // 2
             _decode_group(values, idx[:half], version, decoder, out)
             _decode_group(values, idx[half:], version, decoder, out)
