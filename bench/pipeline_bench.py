@@ -3,7 +3,8 @@
 For each history length (30 and 100 points, as many forced points, three 9 kB cutouts) and each
 worker count (1 and 2 processes in one consumer group):
   1. throughput: pre-load the topic with K alerts, start the workers, time until all K are stored;
-  2. latency: produce at ~60% of that rate for a while; latency = result stored - Kafka timestamp.
+  2. latency: produce at a third of that rate (`--latency-load`) for a while; latency = result
+     stored - Kafka timestamp.
 A naive one-alert-at-a-time loop (full decode, features and models per alert, one DB transaction
 and one produce per alert) runs on the same broker as the baseline.
 
@@ -93,7 +94,7 @@ def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp
 
 
 def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list[bytes], batch: int,
-                latency_s: float) -> dict:
+                latency_s: float, load: float) -> dict:
     t = topics(bootstrap, 4)
     store_path = tempfile.mktemp(suffix=".sqlite3", prefix="bench-")
     store = Store(store_path)
@@ -121,9 +122,9 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list
     log(f"  {n_workers} worker(s): {len(values)} alerts in {elapsed:.1f} s = {rate:,.0f}/s")
 
     # latency: a paced stream below capacity
-    n_lat = min(len(fresh), int(rate * 0.6 * latency_s))
+    n_lat = min(len(fresh), int(rate * load * latency_s))
     last_id = len(values) * n_classifiers  # ids of the backlog's classification rows
-    produce(bootstrap, t["topic"], fresh[:n_lat], rate=rate * 0.6)
+    produce(bootstrap, t["topic"], fresh[:n_lat], rate=rate * load)
     while store.count() < target + n_lat * n_models:
         time.sleep(0.1)
     rows = store.query(Query(after_id=last_id, limit=10**7))
@@ -142,7 +143,7 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list
     return {"workers": n_workers, "alerts_per_s": round(rate, 1),
             "p50_latency_ms": round(float(np.percentile(lat, 50)), 1),
             "p99_latency_ms": round(float(np.percentile(lat, 99)), 1),
-            "latency_rate_per_s": round(rate * 0.6, 1),
+            "latency_rate_per_s": round(rate * load, 1),
             "stage_us_per_alert": {k: round(v / handled * 1e6, 1) for k, v in stages.items()},
             "peak_rss_mb": round(max(s["peak_rss_mb"] for s in stats), 1)}
 
@@ -195,6 +196,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--latency-load", type=float, default=1 / 3,
+                        help="latency phase rate as a fraction of the measured capacity (default 1/3)")
     args = parser.parse_args()
     settings = Settings()
     runs = []
@@ -206,7 +209,8 @@ def main() -> None:
             naive_rate = naive(bootstrap, values[:args.naive_alerts])
             log(f"  naive loop: {naive_rate:,.0f}/s")
             for n in args.workers:
-                run = run_workers(bootstrap, n, values, fresh, args.batch, args.latency_seconds)
+                run = run_workers(bootstrap, n, values, fresh, args.batch, args.latency_seconds,
+                                  args.latency_load)
                 run.update(history_points=history, naive_alerts_per_s=round(naive_rate, 1),
                            speedup_vs_naive=round(run["alerts_per_s"] / naive_rate, 2),
                            alert_bytes=len(values[0]))

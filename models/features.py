@@ -286,6 +286,7 @@ def _colours(p: _Prepared) -> list[float]:
     return [float(x) if np.isfinite(x) else np.nan for x in amp + col]
 
 
+_NO_POINTS = (np.empty(0), np.empty(0))
 LATE_WINDOW_D = (10.0, 40.0)  # days after the peak: where Ia and core-collapse curves part ways
 
 
@@ -307,21 +308,22 @@ def _evolution(p: _Prepared, bands: dict[int, tuple[np.ndarray, np.ndarray]]) ->
     lo, hi = LATE_WINDOW_D
     for b in EVOLUTION_BANDS:
         value = np.nan
-        if b in bands and len(bands[b][0]) >= 2 and np.max(bands[b][1]) > 0:
-            t_b, f_b = bands[b]
-            i = int(np.argmax(f_b))
-            late = (t_b > t_b[i] + lo) & (t_b < t_b[i] + hi)
-            if late.any():
-                value = float(np.log10(f_b[i] / max(np.mean(f_b[late]), 0.01 * f_b[i])))
+        t_b, f_b = bands.get(b, _NO_POINTS)
+        i = int(np.argmax(f_b)) if len(t_b) >= 2 else 0
+        if len(t_b) >= 2 and f_b[i] > 0:  # the peak is the maximum (a NaN fails either way)
+            late = f_b[(t_b > t_b[i] + lo) & (t_b < t_b[i] + hi)]
+            if len(late):
+                value = float(np.log10(f_b[i] / max(late.sum() / len(late), 0.01 * f_b[i])))
         out.append(value)
     late_flux = np.full(len(BANDS), np.nan)
-    if len(p.flux) and np.max(p.flux) > 0:
-        t_peak = p.t[np.argmax(p.flux)]
+    i_peak = int(np.argmax(p.flux)) if len(p.flux) else 0
+    if len(p.flux) and p.flux[i_peak] > 0:
+        t_peak = p.t[i_peak]
         for b in set((1, 2, 3)) & set(bands):
             t_b, f_b = bands[b]
-            late = (t_b > t_peak + lo) & (t_b < t_peak + hi)
-            if late.any():
-                late_flux[b] = np.mean(f_b[late])
+            late = f_b[(t_b > t_peak + lo) & (t_b < t_peak + hi)]
+            if len(late):
+                late_flux[b] = late.sum() / len(late)  # np.mean's arithmetic
     cols = [-2.5 * np.log10(late_flux[1] / late_flux[2]), -2.5 * np.log10(late_flux[2] / late_flux[3])]
     return out + [float(c) if np.isfinite(c) else np.nan for c in cols]
 
@@ -477,12 +479,12 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         periods[period_idx] = _many(_PERIOD, [std[i] for i in period_idx], n_jobs)
     # Reference band for the supernova fit: the one with most points.
     ref = []
-    for c in curves:
-        counts = np.bincount(c.band.astype(np.int64), minlength=len(BANDS)) if len(c.band) else np.zeros(6)
-        b = int(np.argmax(counts))
+    for c, p in zip(curves, prepared, strict=True):
+        b = int(np.argmax(p.counts))
         m = c.band == b
         f = np.asarray(c.flux, np.float64)[m]
-        scale = np.max(np.abs(f)) if len(f) and np.max(np.abs(f)) > 0 else 1.0
+        largest = np.max(np.abs(f)) if len(f) else 0.0
+        scale = largest if largest > 0 else 1.0
         ref.append((np.asarray(c.t, np.float64)[m], f / scale,
                     np.maximum(np.asarray(c.flux_err, np.float64)[m] / scale, 1e-6)))
     bazin_idx = [i for i, r in enumerate(ref) if len(r[0]) >= 6]

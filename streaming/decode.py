@@ -227,19 +227,22 @@ class Alert:
     def invalid_value(self, names: FieldNames) -> str | None:
         """What is wrong with the values every stage relies on (position, time, ids), naming the
         field and value; None when they are sound. Schema types cannot say this: NaN is a double."""
-        checks = (
-            (f"diaSource.ra = {self.ra!r}: must be finite, in [0, 360) degrees",
-             math.isfinite(self.ra) and 0.0 <= self.ra < 360.0),
-            (f"diaSource.{names.dec} = {self.dec!r}: must be finite, in [-90, 90] degrees",
-             math.isfinite(self.dec) and -90.0 <= self.dec <= 90.0),
-            (f"diaSource.{names.time} = {self.mjd!r}: must be a finite MJD in [{MJD_MIN:.0f}, "
-             f"{MJD_MAX:.0f}] (1950-2100)", math.isfinite(self.mjd) and MJD_MIN <= self.mjd <= MJD_MAX),
-            (f"diaSource.diaSourceId = {self.dia_source_id}: must be positive", self.dia_source_id > 0),
-            (f"{names.alert_id} = {self.alert_id}: must be positive", self.alert_id > 0),
-            (f"diaSource.diaObjectId = {self.dia_object_id}: must be positive or null",
-             self.dia_object_id is None or (isinstance(self.dia_object_id, int) and self.dia_object_id > 0)),
-        )
-        return next((message for message, ok in checks if not ok), None)
+        # the messages are formatted only for a value that fails (this runs for every alert)
+        if not (math.isfinite(self.ra) and 0.0 <= self.ra < 360.0):
+            return f"diaSource.ra = {self.ra!r}: must be finite, in [0, 360) degrees"
+        if not (math.isfinite(self.dec) and -90.0 <= self.dec <= 90.0):
+            return f"diaSource.{names.dec} = {self.dec!r}: must be finite, in [-90, 90] degrees"
+        if not (math.isfinite(self.mjd) and MJD_MIN <= self.mjd <= MJD_MAX):
+            return (f"diaSource.{names.time} = {self.mjd!r}: must be a finite MJD in [{MJD_MIN:.0f}, "
+                    f"{MJD_MAX:.0f}] (1950-2100)")
+        if not self.dia_source_id > 0:
+            return f"diaSource.diaSourceId = {self.dia_source_id}: must be positive"
+        if not self.alert_id > 0:
+            return f"{names.alert_id} = {self.alert_id}: must be positive"
+        object_id = self.dia_object_id
+        if not (object_id is None or (isinstance(object_id, int) and object_id > 0)):
+            return f"diaSource.diaObjectId = {self.dia_object_id}: must be positive or null"
+        return None
 
 
 @dataclass
@@ -381,22 +384,29 @@ class Decoder:
             record = data if isinstance(data, dict) else json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidJson(f"not valid JSON: {exc}") from None
+        return self.decode(self.json_to_avro(record, version), lean=lean)
+
+    def json_to_avro(self, record: Any, version: SchemaVersion | None = None) -> bytes:
+        """A parsed JSON alert as the framed Avro packet of its schema: `version`, else the default
+        version, else the newest shipped schema it fits. Raises the DecodeError of a record that
+        fits none (the newest schema's complaint: the most useful one)."""
         if version or self.default_version:
-            return self.alert_from_dict(record, version, lean=lean)
+            return self._write_checked(record, version or self.default_version)
         first_error: DecodeError | None = None
         for candidate in reversed(shipped_versions()):
             try:
-                return self.alert_from_dict(record, candidate, lean=lean)
-            except InvalidValue:
-                raise  # it fits this schema; its values are what is wrong
+                return self._write_checked(record, candidate)
             except DecodeError as exc:
                 first_error = first_error or exc
-        raise first_error  # the newest schema's complaint is the most useful one
+        raise first_error
 
     def alert_from_dict(self, record: Any, version: SchemaVersion | None = None, *,
                         lean: bool = False) -> Alert:
         """Validate a dict against the schema and normalise it as Avro decoding would."""
-        version = version or self.default_version or latest_version()
+        return self.decode(self._write_checked(record, version or self.default_version or latest_version()),
+                           lean=lean)
+
+    def _write_checked(self, record: Any, version: SchemaVersion) -> bytes:
         if not isinstance(record, dict):
             raise SchemaMismatch(f"an alert must be a JSON object, got {type(record).__name__}")
         schema = self.schema(version.schema_id)
@@ -409,12 +419,13 @@ class Decoder:
         # in, same types). Writing checks the types too; the full validator (10x slower) runs only
         # to explain a failure precisely.
         buf = io.BytesIO()
+        buf.write(HEADER.pack(MAGIC, version.schema_id))
         try:
             fastavro.schemaless_writer(buf, schema, record)
         except Exception as write_error:  # noqa: BLE001 - the writer raises several types
             raise SchemaMismatch(f"does not fit schema {version}: {_explain(record, schema, write_error)}",
                                  schema_id=version.schema_id) from None
-        return self._decode_avro(memoryview(buf.getvalue()), version.schema_id, lean)
+        return buf.getvalue()
 
     def decode_batch(self, messages: Iterable[bytes], *, lean: bool = False) -> list[Alert | DecodeError]:
         """Many raw messages in; for each an Alert or a DecodeError value. Never raises for bad input;

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from models.errors import DecodeError, SchemaMismatch
 from service.api.deps import core, reject_unknown_query_parameters, require_write_access
 from service.api.schemas import AlertResult, errors
+from streaming import bulk_decode
 from streaming.decode import Alert, Decoder, SchemaVersion, shipped_versions
 from streaming.pipeline import classify_with_records
 
@@ -112,23 +113,27 @@ def _classify(state, content_type: str, body: bytes, version: SchemaVersion | No
 
 def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
                  max_alerts: int) -> tuple[list[Alert], bool]:
-    """Alerts decoded lean, one element at a time: a 500-alert request never holds the whole parsed
-    JSON (millions of objects a garbage collection would walk while the probes wait)."""
+    """Alerts checked against their schema and written as Avro one element at a time (a 500-alert
+    request never holds the whole parsed JSON: millions of objects a garbage collection would walk
+    while the probes wait), then decoded together by the bulk decoder, as the stream does."""
     try:
         many, items = iter_json(body)
-        alerts = []
+        packets = []
         for i, item in enumerate(items):
             if i == max_alerts:
                 raise _fail(413, "too_many_alerts", f"more than {max_alerts} alerts in one request")
             try:
-                alerts.append(_from_json(item, decoder, version))
+                packets.append(_to_avro(item, decoder, version))
             except DecodeError as exc:
-                where = f"[{i}]: " if many else ""
-                raise _fail(422, exc.reason, f"{where}{exc}") from None
+                raise _fail(422, exc.reason, f"{f'[{i}]: ' if many else ''}{exc}") from None
     except ValueError as exc:
         raise _fail(422, "invalid_json", f"not valid JSON: {exc}") from None
-    if not alerts:
+    if not packets:
         raise _fail(422, "validation_error", "the list of alerts is empty")
+    alerts = bulk_decode.decode_batch(packets, decoder)
+    for i, alert in enumerate(alerts):
+        if isinstance(alert, DecodeError):
+            raise _fail(422, alert.reason, f"{f'[{i}]: ' if many else ''}{alert}")
     return alerts, many
 
 
@@ -168,9 +173,7 @@ def _elements(text: str, i: int) -> Iterator:
         raise ValueError(f"extra data after the list at character {i}")
 
 
-def _from_json(item: object, decoder: Decoder, version: SchemaVersion | None) -> Alert:
+def _to_avro(item: object, decoder: Decoder, version: SchemaVersion | None) -> bytes:
     if not isinstance(item, dict):
         raise SchemaMismatch(f"an alert must be a JSON object, got {type(item).__name__}")
-    if version or decoder.default_version:
-        return decoder.alert_from_dict(item, version, lean=True)
-    return decoder.decode_json(item, lean=True)
+    return decoder.json_to_avro(item, version)
