@@ -52,6 +52,7 @@ END_FIELD = "_endMarker"
 END_MARKER = b"\xa5\x17\x3c\xe2\x5a\x0f\xd1\x96"  # no proper prefix is also a suffix: shifts show
 SYNC = b"alert-classifier"  # 16 bytes; any value works in a container we write and read ourselves
 SMALL_GROUP = 4  # an unreadable block this small is decoded per message
+MAX_BLOCK_BYTES = 64 * 1024 * 1024
 
 
 def _zigzag(n: int) -> bytes:
@@ -139,8 +140,23 @@ def decode_batch(values: Sequence[bytes], decoder: Decoder) -> list[Alert | Deco
         else:
             out[i] = _one(decoder, data)
     for schema_id, idx in groups.items():
-        _decode_group(values, idx, SchemaVersion.from_id(schema_id), decoder, out)
+        for block in _blocks(values, idx):
+            _decode_group(values, block, SchemaVersion.from_id(schema_id), decoder, out)
     return out  # type: ignore[return-value]  # every slot is filled
+
+
+def _blocks(values: Sequence[bytes], idx: list[int]) -> list[list[int]]:
+    """idx cut into runs of at most MAX_BLOCK_BYTES: the container is a copy of the bodies, and a
+    10,000-alert batch of long histories would otherwise copy ~1.6 GB at once."""
+    blocks: list[list[int]] = [[]]
+    size = 0
+    for i in idx:
+        if blocks[-1] and size + len(values[i]) > MAX_BLOCK_BYTES:
+            blocks.append([])
+            size = 0
+        blocks[-1].append(i)
+        size += len(values[i])
+    return blocks
 
 
 def _one(decoder: Decoder, data: bytes) -> Alert | DecodeError:

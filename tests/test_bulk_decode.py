@@ -143,3 +143,13 @@ def test_json_unframed_and_mixed_versions_share_one_batch():
     for b, r in zip(bulk, reference, strict=True):
         _assert_same_alert(b, r)
     assert sum(isinstance(b, DecodeError) for b in bulk) == 1
+
+
+def test_a_large_batch_is_read_in_several_blocks_with_the_same_result(monkeypatch):
+    decoder = Decoder()
+    packets = decoder.encode_batch(list(simulate_alerts(30, history=10, seed=3)), LATEST)
+    whole = bulk_decode.decode_batch(packets, decoder)
+    monkeypatch.setattr(bulk_decode, "MAX_BLOCK_BYTES", 3 * max(map(len, packets)))
+    assert len(bulk_decode._blocks(packets, list(range(len(packets))))) >= 10
+    for b, r in zip(bulk_decode.decode_batch(packets, decoder), whole, strict=True):
+        _assert_same_alert(b, r)
