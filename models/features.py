@@ -177,36 +177,50 @@ class HarmonicFit:
 
 
 def harmonic_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, freqs: np.ndarray) -> HarmonicFit:
-    """Weighted least-squares 3-harmonic series at every frequency at once (batched normal equations,
-    harmonics by recurrence: no more trig calls)."""
-    t = t - t[0]  # phases from a small time origin: no precision lost to MJD ~ 6e4
+    """Weighted least-squares 3-harmonic series of one curve at every frequency at once."""
+    return _stacked_harmonic_fits(t[None], f[None], err[None], freqs[None])[0]
+
+
+def _stacked_harmonic_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, freqs: np.ndarray
+                           ) -> list[HarmonicFit]:
+    """The fits of G curves with as many points and candidates each ([G, points], [G, candidates]),
+    in one array program: batched normal equations, harmonics by recurrence (no more trig calls).
+    Every curve's numbers are those of fitting it alone (the same operations per matrix)."""
+    t = t - t[:, :1]  # phases from a small time origin: no precision lost to MJD ~ 6e4
     w = 1 / err
     fw = f * w
-    phase = 2 * np.pi * freqs[:, None] * t[None, :]
-    design = np.empty((len(freqs), 7, len(t)))  # [candidate, column, point]: contiguous rows for BLAS
-    design[:, 0] = 1.0
-    s1, c1 = np.sin(phase, out=design[:, 1]), np.cos(phase, out=design[:, 2])
-    s2 = np.multiply(2 * s1, c1, out=design[:, 3])
-    c2 = np.subtract(c1 * c1, s1 * s1, out=design[:, 4])
-    np.add(s1 * c2, c1 * s2, out=design[:, 5])
-    np.subtract(c1 * c2, s1 * s2, out=design[:, 6])
-    design *= w
-    normal = design @ design.transpose(0, 2, 1) + 1e-9 * np.eye(7)
-    rhs = design @ fw
+    phase = 2 * np.pi * freqs[:, :, None] * t[:, None, :]
+    n_curves, n_freqs, n_points = phase.shape
+    # [curve, candidate, column, point]: contiguous rows for BLAS
+    design = np.empty((n_curves, n_freqs, 7, n_points))
+    design[:, :, 0] = 1.0
+    s1, c1 = np.sin(phase, out=design[:, :, 1]), np.cos(phase, out=design[:, :, 2])
+    s2 = np.multiply(2 * s1, c1, out=design[:, :, 3])
+    c2 = np.subtract(c1 * c1, s1 * s1, out=design[:, :, 4])
+    np.add(s1 * c2, c1 * s2, out=design[:, :, 5])
+    np.subtract(c1 * c2, s1 * s2, out=design[:, :, 6])
+    design *= w[:, None, None, :]
+    normal = design @ design.transpose(0, 1, 3, 2) + 1e-9 * np.eye(7)
+    rhs = (design @ fw[:, None, :, None])[..., 0]
     try:
         coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
     except np.linalg.LinAlgError:  # fewer distinct epochs than coefficients: the least-norm fit
+        if n_curves > 1:  # only for the curve(s) that need it
+            return [fits for g in range(n_curves)
+                    for fits in _stacked_harmonic_fits(t[g:g + 1], f[g:g + 1], err[g:g + 1], freqs[g:g + 1])]
         coef = (np.linalg.pinv(normal) @ rhs[..., None])[..., 0]
-    total = float(fw @ fw)
-    return HarmonicFit(freqs, total - np.einsum("mp,mp->m", rhs, coef),
-                       total - float(w @ fw) ** 2 / float(w @ w), coef)
+    out = []
+    for g in range(n_curves):
+        total = float(fw[g] @ fw[g])
+        out.append(HarmonicFit(freqs[g], total - np.einsum("mp,mp->m", rhs[g], coef[g]),
+                               total - float(w[g] @ fw[g]) ** 2 / float(w[g] @ w[g]), coef[g]))
+    return out
 
 
-def period_candidates(t: np.ndarray, f: np.ndarray, err: np.ndarray,
-                      peak_periods: Sequence[float]) -> HarmonicFit | None:
-    """The periodogram's peaks and their 1- and 2-day aliases, each fitted by a 3-harmonic series.
-    Nightly sampling makes f and f +- 1/day look alike to a sinusoid; a non-sinusoidal curve (an
-    RRab) fits clearly better at its true frequency. None when too short or no peak."""
+def _candidate_inputs(t: np.ndarray, f: np.ndarray, err: np.ndarray, peak_periods: Sequence[float]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(t, f, err, candidate frequencies) of the alias fits: the periodogram's peaks and their 1- and
+    2-day aliases; None when too short or no peak."""
     peaks = np.array([1 / p for p in peak_periods if np.isfinite(p) and p > 0])
     if len(peaks) == 0 or len(t) < MIN_POINTS_FOURIER:
         return None
@@ -217,8 +231,32 @@ def period_candidates(t: np.ndarray, f: np.ndarray, err: np.ndarray,
     if len(t) > MAX_POINTS_ALIAS:  # evenly thinned: keeps the time baseline, so the precision
         keep = np.linspace(0, len(t) - 1, MAX_POINTS_ALIAS).astype(np.int64)
         t, f, err = t[keep], f[keep], err[keep]
-    fits = harmonic_fits(t, f, err, cands)
-    return fits if fits.chi2_const > 0 else None
+    return t, f, err, cands
+
+
+def period_candidates(t: np.ndarray, f: np.ndarray, err: np.ndarray,
+                      peak_periods: Sequence[float]) -> HarmonicFit | None:
+    """The periodogram's peaks and their 1- and 2-day aliases, each fitted by a 3-harmonic series.
+    Nightly sampling makes f and f +- 1/day look alike to a sinusoid; a non-sinusoidal curve (an
+    RRab) fits clearly better at its true frequency. None when too short or no peak."""
+    return _all_period_candidates([(t, f, err)], np.asarray(peak_periods, np.float64)[None])[0]
+
+
+def _all_period_candidates(std: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                           peak_periods: np.ndarray) -> list[HarmonicFit | None]:
+    """`period_candidates` of many curves: those with as many points and candidates are fitted
+    together (a batch of alerts shares a few lengths), the same numbers as one at a time."""
+    inputs = [_candidate_inputs(t, f, e, peak_periods[i]) for i, (t, f, e) in enumerate(std)]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, x in enumerate(inputs):
+        if x is not None:
+            groups.setdefault((len(x[0]), len(x[3])), []).append(i)
+    out: list[HarmonicFit | None] = [None] * len(std)
+    for idx in groups.values():
+        stacked = [np.stack([inputs[i][k] for i in idx]) for k in range(4)]
+        for i, fits in zip(idx, _stacked_harmonic_fits(*stacked), strict=True):
+            out[i] = fits if fits.chi2_const > 0 else None
+    return out
 
 
 def _period_shape(fits: HarmonicFit | None, top_period: float) -> list[float]:
@@ -492,17 +530,18 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     if bazin_idx:
         bazin[bazin_idx] = _many(_BAZIN, [ref[i] for i in bazin_idx], n_jobs)
 
+    # NaN peaks (too few points) give no candidates, so NaN features
+    candidates = _all_period_candidates(std, periods[:, 0::2])
     col = len(SHAPE_NAMES)
     for i, curve in enumerate(curves):
         p0, s0, p1, s1 = periods[i, :4]
         # 1-day aliases: frequencies one or two cycles per day apart (nightly sampling)
         alias = abs(1 / p0 - 1 / p1) if p0 > 0 and p1 > 0 else np.nan
-        t, f, e = std[i]
+        t = std[i][0]
         span = float(t[-1] - t[0]) if len(t) else np.nan
         row = [_log10(p0), s0, _log10(p1), s1,
                float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if math.isfinite(alias) else np.nan]
-        # NaN peaks (too few points) give no candidates, so NaN features
-        row += _period_shape(period_candidates(t, f, e, periods[i, 0::2]), p0)
+        row += _period_shape(candidates[i], p0)
         row += _transient(curve, bazin[i])
         row += _colours(prepared[i])
         bands = _split_bands(prepared[i])
