@@ -92,26 +92,6 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
     + PHASE_NAMES + EARLY_NAMES + SLOPE_NAMES + COUNT_NAMES)
 
 
-def _band_quantiles(band: np.ndarray, values: np.ndarray, qs: Sequence[float], counts: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-band quantiles [len(qs), len(BANDS)] (NaN for empty bands) and per-band maxima (0 for
-    empty bands), from one sort: no per-band or per-quantile loop."""
-    order = np.lexsort((values, band))
-    ordered = values[order]
-    starts = np.cumsum(counts) - counts
-    present = counts > 0
-    last = (starts + counts - 1)[present]
-    pos = (starts + np.asarray(qs, np.float64)[:, None] * np.maximum(counts - 1, 0))[:, present]
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.maximum(np.minimum(lo + 1, last), lo)
-    frac = pos - lo
-    out = np.full((len(qs), len(BANDS)), np.nan)
-    out[:, present] = ordered[lo] * (1 - frac) + ordered[hi] * frac
-    largest = np.zeros(len(BANDS))
-    largest[present] = ordered[last]
-    return out, largest
-
-
 @dataclass
 class _Prepared:
     """Per-curve arrays shared by the feature groups, computed once."""
@@ -125,25 +105,69 @@ class _Prepared:
     p95: np.ndarray
     std_flux: np.ndarray  # per band (flux - median) / robust spread: scale-free, bands comparable
     std_err: np.ndarray
+    bands: dict[int, tuple[np.ndarray, np.ndarray]]  # (t, flux) of every band with points, in time order
 
 
 def _prepare(curve: LightCurveLike) -> _Prepared:
-    t = np.asarray(curve.t, np.float64)
-    flux = np.asarray(curve.flux, np.float64)
-    err = np.asarray(curve.flux_err, np.float64)
-    band = np.asarray(curve.band, np.int64)
-    counts = np.bincount(band, minlength=len(BANDS))
-    if len(t) == 0:
-        empty = np.full(len(BANDS), np.nan)
-        return _Prepared(t, flux, err, band, counts, empty, empty, flux, err)
-    (p05, median, p95), _ = _band_quantiles(band, flux, (0.05, 0.5, 0.95), counts)
-    dev = np.abs(flux - median[band])
-    (mad,), peak = _band_quantiles(band, dev, (0.5,), counts)
+    return _prepare_all([curve])[0]
+
+
+def _prepare_all(curves: Sequence[LightCurveLike]) -> list[_Prepared]:
+    """Every curve's `_Prepared`, computed for the whole batch at once: the points of all curves in
+    one array, each (curve, band) a segment of one sort. The numbers are those of one curve alone:
+    the quantile arithmetic uses each segment's position within its own curve."""
+    n_bands = len(BANDS)
+    lengths = np.array([len(c.t) for c in curves], np.int64)
+    offsets = np.cumsum(lengths) - lengths
+    t = np.concatenate([np.asarray(c.t, np.float64) for c in curves])
+    flux = np.concatenate([np.asarray(c.flux, np.float64) for c in curves])
+    err = np.concatenate([np.asarray(c.flux_err, np.float64) for c in curves])
+    band = np.concatenate([np.asarray(c.band, np.int64) for c in curves])
+    key = np.repeat(np.arange(len(curves)), lengths) * n_bands + band  # (curve, band) segment
+    counts = np.bincount(key, minlength=len(curves) * n_bands)
+    start = np.cumsum(counts) - counts  # of each segment in the batch
+    local = start - np.repeat(offsets, n_bands)  # ... and within its curve
+    present = counts > 0
+
+    def quantiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-segment quantiles [len(qs), segments] (NaN where empty) and maxima (0 where empty)."""
+        ordered = values[np.lexsort((values, key))]
+        pos = (local + np.asarray(qs, np.float64)[:, None] * np.maximum(counts - 1, 0))[:, present]
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.maximum(np.minimum(lo + 1, (local + counts - 1)[present]), lo)
+        frac = pos - lo
+        shift = (start - local)[present]
+        out = np.full((len(qs), len(counts)), np.nan)
+        out[:, present] = ordered[lo + shift] * (1 - frac) + ordered[hi + shift] * frac
+        largest = np.zeros(len(counts))
+        largest[present] = ordered[(start + counts - 1)[present]]
+        return out, largest
+
+    (p05, median, p95), _ = quantiles(flux, (0.05, 0.5, 0.95))
+    dev = np.abs(flux - median[key])
+    (mad,), peak = quantiles(dev, (0.5,))
     mad = 1.4826 * mad
     # robust spread where a band has 3+ points, else its largest deviation, else 1
     scale = np.where((counts >= 3) & (mad > 0), mad, np.where(peak > 0, peak, 1.0))
-    return _Prepared(t, flux, err, band, counts, p05, p95, (flux - median[band]) / scale[band],
-                     np.maximum(err / scale[band], 1e-6))
+    std_flux = (flux - median[key]) / scale[key]
+    std_err = np.maximum(err / scale[key], 1e-6)
+    in_time = np.argsort(key, kind="stable")  # each segment's points in time order
+    t_by_band, flux_by_band = t[in_time], flux[in_time]
+
+    out = []
+    empty = np.full(n_bands, np.nan)
+    for k, (a, m) in enumerate(zip(offsets.tolist(), lengths.tolist(), strict=True)):
+        seg = slice(k * n_bands, (k + 1) * n_bands)
+        bands = {b: (t_by_band[s:s + c], flux_by_band[s:s + c])
+                 for b, (s, c) in enumerate(zip(start[seg].tolist(), counts[seg].tolist(), strict=True)) if c}
+        if m == 0:
+            out.append(_Prepared(t[a:a], flux[a:a], err[a:a], band[a:a], counts[seg], empty, empty,
+                                 flux[a:a], err[a:a], bands))
+            continue
+        b_ = slice(a, a + m)
+        out.append(_Prepared(t[b_], flux[b_], err[b_], band[b_], counts[seg], p05[seg], p95[seg],
+                             std_flux[b_], std_err[b_], bands))
+    return out
 
 
 SIDEREAL_DAY_FREQ = 1.0027379  # cycles/d: nightly sampling aliases a frequency f to f +- k * this
@@ -328,17 +352,6 @@ _NO_POINTS = (np.empty(0), np.empty(0))
 LATE_WINDOW_D = (10.0, 40.0)  # days after the peak: where Ia and core-collapse curves part ways
 
 
-def _split_bands(p: _Prepared) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """(t, flux) of every band with points, in time order, from one stable sort."""
-    order = np.argsort(p.band, kind="stable")
-    starts = np.cumsum(p.counts) - p.counts
-    out = {}
-    for b in np.flatnonzero(p.counts):
-        idx = order[starts[b]:starts[b] + p.counts[b]]
-        out[int(b)] = (p.t[idx], p.flux[idx])
-    return out
-
-
 def _evolution(p: _Prepared, bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
     """How fast each of g, r, i declines after its own peak (log10 of peak over the mean flux 10-40
     days later) and the colour over the same window after the overall peak: ratios, scale-free."""
@@ -504,7 +517,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     out = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
     if n == 0:
         return out
-    prepared = [_prepare(c) for c in curves]
+    prepared = _prepare_all(curves)
     std = [(p.t, p.std_flux, p.std_err) for p in prepared]
 
     shape_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_SHAPE]
@@ -544,7 +557,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         row += _period_shape(candidates[i], p0)
         row += _transient(curve, bazin[i])
         row += _colours(prepared[i])
-        bands = _split_bands(prepared[i])
+        bands = prepared[i].bands
         row += _evolution(prepared[i], bands)
         row += _phases(bands)
         pairs_gr = _colour_pairs(bands[1], bands[2]) if 1 in bands and 2 in bands else None
