@@ -204,6 +204,7 @@ def test_malformed_packets_are_dead_lettered_and_the_worker_goes_on(kafka_bootst
     bad = {b"": "empty", b"\x00\x01": "too_short", b"\x07garbage-bytes": "wrong_magic_byte",
            b"\x00\x00\x00\x27\x0f" + good[0][5:]: "unknown_schema_id",
            good[1][:100]: "corrupt_avro", good[2][:5] + b"\xff" * 50: "corrupt_avro",
+           good[3] + b"\x00": "corrupt_avro",  # a byte left over: the bulk decoder's end marker
            b'{"diaSourceId": "x"}': "missing_field"}
     mixed = good[:150] + list(bad) + good[150:]
     produce_all(kafka_bootstrap, topics["topic"], mixed)
