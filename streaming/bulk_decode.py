@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import logging
 from collections.abc import Sequence
 from functools import cache
 from itertools import pairwise
@@ -52,6 +53,7 @@ END_FIELD = "_endMarker"
 END_MARKER = b"\xa5\x17\x3c\xe2\x5a\x0f\xd1\x96"  # no proper prefix is also a suffix: shifts show
 SYNC = b"alert-classifier"  # 16 bytes; any value works in a container we write and read ourselves
 SMALL_GROUP = 4  # an unreadable block this small is decoded per message
+log = logging.getLogger(__name__)
 MAX_BLOCK_BYTES = 64 * 1024 * 1024
 
 
@@ -187,7 +189,12 @@ def _decode_group(values: Sequence[bytes], idx: list[int], version: SchemaVersio
             return
         aligned = np.array([m == END_MARKER for m in frame[END_FIELD].to_list()], dtype=bool)
         good = len(idx) if aligned.all() else int(np.argmin(aligned))
-        for i, alert in zip(idx[:good], _alerts(frame.head(good), version, decoder), strict=True):
+        try:
+            alerts = _alerts(frame.head(good), version, decoder)
+        except Exception:  # columns this code did not expect: never lose the alerts
+            log.exception("bulk decode of %d packets failed; decoding them one by one", good)
+            alerts = [_one(decoder, values[i]) for i in idx[:good]]
+        for i, alert in zip(idx[:good], alerts, strict=True):
             out[i] = alert
         if good == len(idx):
             return

@@ -153,3 +153,16 @@ def test_a_large_batch_is_read_in_several_blocks_with_the_same_result(monkeypatc
     assert len(bulk_decode._blocks(packets, list(range(len(packets))))) >= 10
     for b, r in zip(bulk_decode.decode_batch(packets, decoder), whole, strict=True):
         _assert_same_alert(b, r)
+
+
+def test_columns_the_code_did_not_expect_fall_back_to_the_per_message_decoder(monkeypatch):
+    decoder = Decoder()
+    packets = decoder.encode_batch(list(simulate_alerts(12, history=8, seed=4)), LATEST)
+
+    def broken(*_args):
+        raise KeyError("a field this code did not expect")
+
+    monkeypatch.setattr(bulk_decode, "_curves", broken)
+    reference = decoder.decode_batch(packets, lean=True)
+    for b, r in zip(bulk_decode.decode_batch(packets, decoder), reference, strict=True):
+        _assert_same_alert(b, r)
