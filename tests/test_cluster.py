@@ -44,9 +44,21 @@ def _topics(bootstrap: str) -> dict:
     return names
 
 
+def _partition(bootstrap: str, topic: str, partition: int):
+    """The partition's metadata. A new client may ask a node whose view of a just-created topic has
+    not caught up yet (the topic listed without its partitions): ask again until it has."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    deadline = time.monotonic() + 30
+    while True:
+        found = admin.list_topics(topic, timeout=10).topics[topic].partitions.get(partition)
+        if found is not None and found.leader >= 0:
+            return found
+        assert time.monotonic() < deadline, f"{topic}[{partition}] has no metadata after 30 s"
+        time.sleep(0.1)
+
+
 def _leader(bootstrap: str, topic: str, partition: int) -> int:
-    meta = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(topic, timeout=10)
-    return meta.topics[topic].partitions[partition].leader
+    return _partition(bootstrap, topic, partition).leader
 
 
 def _flow_with_fault(cluster, settings, registry, store, pick_victim) -> None:
@@ -54,8 +66,7 @@ def _flow_with_fault(cluster, settings, registry, store, pick_victim) -> None:
     has made progress and restarted later; then everything must be accounted for."""
     bootstrap = cluster.bootstrap_servers
     t = _topics(bootstrap)
-    replicas = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(
-        t["topic"], timeout=10).topics[t["topic"]].partitions[0].replicas
+    replicas = _partition(bootstrap, t["topic"], 0).replicas
     assert len(replicas) == 3, "replicated three times"
     n = 2400
     packets = simulated_packets(n, seed=41)
