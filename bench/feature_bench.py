@@ -39,15 +39,14 @@ def main() -> None:
                              ("6 bands x 300", 1800, 100)):
         cs = curves(n, points, points)
         total = rate(lambda c: features.extract(c, n_jobs=1), cs, args.repeats)
-        std = [(p.t, p.std_flux, p.std_err) for p in map(features._prepare, cs)]
+        std = [(p.t, p.std_flux, p.std_err) for p in features._prepare_all(cs)]
         peaks = features._PERIOD.many(std, fill_value=np.nan, sorted=True, check=False, n_jobs=1)
         parts = {
-            "prepare": rate(lambda c: [features._prepare(x) for x in c], cs, args.repeats),
+            "prepare": rate(features._prepare_all, cs, args.repeats),
             "periodogram": rate(lambda s: features._PERIOD.many(s, fill_value=np.nan, sorted=True,
                                                                 check=False, n_jobs=1), std, args.repeats),
-            "period candidates": rate(lambda s, peaks=peaks: [
-                features.period_candidates(t, f, e, peaks[i, 0::2]) for i, (t, f, e) in enumerate(s)],
-                std, args.repeats),
+            "period candidates": rate(
+                lambda s, peaks=peaks: features._all_period_candidates(s, peaks[:, 0::2]), std, args.repeats),
             "shape": rate(lambda s: features._SHAPE.many(s, fill_value=np.nan, sorted=True, check=False,
                                                          n_jobs=1), std, args.repeats),
         }

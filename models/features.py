@@ -45,7 +45,7 @@ class LightCurveLike(Protocol):
 _SHAPE = lc.Extractor(lc.Skew(), lc.Kurtosis(), lc.StetsonK(), lc.EtaE(), lc.BeyondNStd(1.0),
                       lc.BeyondNStd(2.0), lc.Cusum(), lc.MedianBufferRangePercentage(0.2))
 # 8 peaks: the true period of an EROS-1 RR Lyrae seen for a year is among them in 82% of curves
-# (58% among 3); the harmonic fits then choose (`period_candidates`).
+# (58% among 3); the harmonic fits then choose (`_all_period_candidates`).
 N_PEAKS = 8
 _PERIOD = lc.Periodogram(peaks=N_PEAKS, freqs=PERIOD_GRID, fast=True)
 _BAZIN = lc.BazinFit("lmsder")
@@ -106,10 +106,6 @@ class _Prepared:
     std_flux: np.ndarray  # per band (flux - median) / robust spread: scale-free, bands comparable
     std_err: np.ndarray
     bands: dict[int, tuple[np.ndarray, np.ndarray]]  # (t, flux) of every band with points, in time order
-
-
-def _prepare(curve: LightCurveLike) -> _Prepared:
-    return _prepare_all([curve])[0]
 
 
 def _prepare_all(curves: Sequence[LightCurveLike]) -> list[_Prepared]:
@@ -200,11 +196,6 @@ class HarmonicFit:
                 (phases[2] - 3 * phases[0]) % (2 * np.pi), 1 - self.chi2[k] / self.chi2_const]
 
 
-def harmonic_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, freqs: np.ndarray) -> HarmonicFit:
-    """Weighted least-squares 3-harmonic series of one curve at every frequency at once."""
-    return _stacked_harmonic_fits(t[None], f[None], err[None], freqs[None])[0]
-
-
 def _stacked_harmonic_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, freqs: np.ndarray
                            ) -> list[HarmonicFit]:
     """The fits of G curves with as many points and candidates each ([G, points], [G, candidates]),
@@ -258,18 +249,13 @@ def _candidate_inputs(t: np.ndarray, f: np.ndarray, err: np.ndarray, peak_period
     return t, f, err, cands
 
 
-def period_candidates(t: np.ndarray, f: np.ndarray, err: np.ndarray,
-                      peak_periods: Sequence[float]) -> HarmonicFit | None:
-    """The periodogram's peaks and their 1- and 2-day aliases, each fitted by a 3-harmonic series.
-    Nightly sampling makes f and f +- 1/day look alike to a sinusoid; a non-sinusoidal curve (an
-    RRab) fits clearly better at its true frequency. None when too short or no peak."""
-    return _all_period_candidates([(t, f, err)], np.asarray(peak_periods, np.float64)[None])[0]
-
-
 def _all_period_candidates(std: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
                            peak_periods: np.ndarray) -> list[HarmonicFit | None]:
-    """`period_candidates` of many curves: those with as many points and candidates are fitted
-    together (a batch of alerts shares a few lengths), the same numbers as one at a time."""
+    """Each curve's periodogram peaks and their 1- and 2-day aliases, fitted by a 3-harmonic series.
+    Nightly sampling makes f and f +- 1/day look alike to a sinusoid; a non-sinusoidal curve (an
+    RRab) fits clearly better at its true frequency. None for a curve too short or without a peak.
+    Curves with as many points and candidates are fitted together (a batch of alerts shares a few
+    lengths): the same numbers as one at a time."""
     inputs = [_candidate_inputs(t, f, e, peak_periods[i]) for i, (t, f, e) in enumerate(std)]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, x in enumerate(inputs):

@@ -221,7 +221,7 @@ def _alerts(frame: pl.DataFrame, version: SchemaVersion, decoder: Decoder) -> li
     for k in range(n):
         alert = Alert(version=version, record={names.alert_id: alert_ids[k]}, alert_id=alert_ids[k],
                       dia_source_id=source_ids[k], dia_object_id=object_ids[k], ra=ra[k], dec=dec[k],
-                      mjd=mjd[k], band=band[k], curve=curves[k], n_previous=int(curves[k].n_input - 1))
+                      mjd=mjd[k], band=band[k], curve=curves[k])
         if decoder.check_values:
             problem = alert.invalid_value(names)
             if problem:

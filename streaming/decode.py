@@ -188,16 +188,15 @@ class Alert:
     dec: float
     mjd: float
     band: str | None
-    #: the light curve, when the bulk decoder built it from columns (then `record` holds only the
-    #: alert id); None: `lightcurve.light_curve` builds it from `record`
+    #: the light curve (detections), when the bulk decoder built it from columns (then `record`
+    #: holds only the alert id); None: `lightcurve.light_curve` builds it from `record`
     curve: Any = None
-    n_previous: int | None = None  # prvDiaSources in the packet, when `record` does not hold them
 
     @property
     def previous_count(self) -> int:
         """How many earlier detections the packet carried (0: the object's first alert)."""
-        if self.n_previous is not None:
-            return self.n_previous
+        if self.curve is not None:
+            return self.curve.n_input - 1  # the diaSource and its history, counted as read
         return len(self.record.get("prvDiaSources") or [])
 
     @classmethod

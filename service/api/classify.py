@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from models.errors import DecodeError, SchemaMismatch
+from models.errors import DecodeError
 from service.api.deps import core, reject_unknown_query_parameters, require_write_access
 from service.api.schemas import AlertResult, errors
 from streaming import bulk_decode
@@ -123,7 +123,7 @@ def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
             if i == max_alerts:
                 raise _fail(413, "too_many_alerts", f"more than {max_alerts} alerts in one request")
             try:
-                packets.append(_to_avro(item, decoder, version))
+                packets.append(decoder.json_to_avro(item, version))  # a non-object: SchemaMismatch
             except DecodeError as exc:
                 raise _fail(422, exc.reason, f"{f'[{i}]: ' if many else ''}{exc}") from None
     except ValueError as exc:
@@ -171,9 +171,3 @@ def _elements(text: str, i: int) -> Iterator:
                 raise ValueError(f"expected ',' or ']' at character {i}")
     if _SPACE.match(text, i).end() != len(text):
         raise ValueError(f"extra data after the list at character {i}")
-
-
-def _to_avro(item: object, decoder: Decoder, version: SchemaVersion | None) -> bytes:
-    if not isinstance(item, dict):
-        raise SchemaMismatch(f"an alert must be a JSON object, got {type(item).__name__}")
-    return decoder.json_to_avro(item, version)
