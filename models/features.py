@@ -33,6 +33,7 @@ MIN_POINTS_PERIOD = 8
 MIN_POINTS_SHAPE = 4
 MIN_POINTS_FOURIER = 9  # 7 coefficients of the 3-harmonic series, and some left to judge the fit
 COLOUR_PAIRS = ((0, 1), (1, 2), (2, 3), (3, 4), (1, 3))  # u-g, g-r, r-i, i-z, g-i
+_PAIR_A, _PAIR_B = (np.array(x) for x in zip(*COLOUR_PAIRS, strict=True))
 
 
 class LightCurveLike(Protocol):
@@ -274,14 +275,14 @@ def _period_shape(fits: HarmonicFit | None, top_period: float) -> list[float]:
     best candidate in the RR Lyrae range, and how much worse that fits than the best overall."""
     if fits is None:
         return [np.nan] * (2 + len(FOURIER_NAMES) + len(RRL_NAMES))
-    best = int(np.argmin(fits.chi2))
+    best = int(fits.chi2.argmin())
     row = [_log10(1 / fits.freqs[best]), float(abs(fits.freqs[best] - 1 / top_period) > 0.01)]
     row += fits.shape(best)
     lo, hi = RRL_PERIOD_RANGE_D
     in_range = np.flatnonzero((fits.freqs >= 1 / hi) & (fits.freqs <= 1 / lo))
     if len(in_range) == 0:
         return row + [np.nan] * len(RRL_NAMES)
-    k = int(in_range[np.argmin(fits.chi2[in_range])])
+    k = int(in_range[fits.chi2[in_range].argmin()])
     r21, r31, phi21, phi31, explained = fits.shape(k)
     deficit = (fits.chi2[k] - fits.chi2[best]) / fits.chi2_const
     return [*row, _log10(1 / fits.freqs[k]), explained, deficit, r21, r31, phi21, phi31]
@@ -293,24 +294,25 @@ def _log10(x: float) -> float:
 
 def _transient(curve: LightCurveLike, bazin: np.ndarray) -> list[float]:
     t, flux, band = curve.t, np.asarray(curve.flux, np.float64), curve.band
-    peak_flux = np.max(flux) if len(flux) else np.nan  # an empty curve is NaN, not an error
+    peak_flux = flux.max() if len(flux) else np.nan  # an empty curve is NaN, not an error
     if len(t) < 2 or not peak_flux > 0:
-        return [np.nan] * 4 + [np.nan, np.nan, np.nan, float(np.mean(flux > 0)) if len(t) else np.nan, np.nan]
+        positive = np.count_nonzero(flux > 0) / len(flux) if len(t) else np.nan
+        return [np.nan] * 7 + [positive, np.nan]
     band_max = np.zeros(len(BANDS))
     np.maximum.at(band_max, band, np.abs(flux))
     band_max = np.maximum(band_max, 1e-12)
-    i_peak = int(np.argmax(flux / band_max[band]))  # peak relative to each band's own scale
+    i_peak = int((flux / band_max[band]).argmax())  # peak relative to each band's own scale
     in_peak_band = band == band[i_peak]
     above = t[in_peak_band & (flux >= 0.5 * flux[i_peak])]
     amp, baseline, _t0, rise, fall, chi2 = bazin
-    min_flux = np.min(flux)
+    min_flux = flux.min()
     return [
         _log10(rise), _log10(fall), _log10(chi2),
         baseline / amp if math.isfinite(amp) and amp != 0 else np.nan,
         _log10(t[i_peak] - t[0] + 0.01),
         _log10(t[-1] - t[i_peak] + 0.01),
         _log10(above[-1] - above[0] + 0.01) if len(above) else np.nan,
-        float(np.mean(flux > 0)),
+        np.count_nonzero(flux > 0) / len(flux),  # np.mean's value: a count over n
         _log10(peak_flux / abs(min_flux)) if min_flux < 0 else _log10(1e3),
     ]
 
@@ -323,15 +325,14 @@ def _colours(p: _Prepared) -> list[float]:
     flux near the peak. Both are free of distance and zero point."""
     spread = np.where(p.counts >= 3, p.p95 - p.p05, np.nan)
     peak = np.full(len(BANDS), np.nan)
-    if len(p.flux) and np.max(p.flux) > 0:
-        near = np.abs(p.t - p.t[np.argmax(p.flux)]) < PEAK_WINDOW_D
+    if len(p.flux) and p.flux.max() > 0:
+        near = np.abs(p.t - p.t[p.flux.argmax()]) < PEAK_WINDOW_D
         peak_near = np.full(len(BANDS), -np.inf)
         np.maximum.at(peak_near, p.band[near], p.flux[near])
         peak = np.where(peak_near > 0, peak_near, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
-        amp = [-2.5 * np.log10(spread[a] / spread[b]) for a, b in COLOUR_PAIRS]
-        col = [-2.5 * np.log10(peak[a] / peak[b]) for a, b in COLOUR_PAIRS]
-    return [float(x) if np.isfinite(x) else np.nan for x in amp + col]
+        mags = -2.5 * np.log10(np.r_[spread[_PAIR_A] / spread[_PAIR_B], peak[_PAIR_A] / peak[_PAIR_B]])
+    return np.where(np.isfinite(mags), mags, np.nan).tolist()
 
 
 _NO_POINTS = (np.empty(0), np.empty(0))
@@ -346,14 +347,14 @@ def _evolution(p: _Prepared, bands: dict[int, tuple[np.ndarray, np.ndarray]]) ->
     for b in EVOLUTION_BANDS:
         value = np.nan
         t_b, f_b = bands.get(b, _NO_POINTS)
-        i = int(np.argmax(f_b)) if len(t_b) >= 2 else 0
+        i = int(f_b.argmax()) if len(t_b) >= 2 else 0
         if len(t_b) >= 2 and f_b[i] > 0:  # the peak is the maximum (a NaN fails either way)
             late = f_b[(t_b > t_b[i] + lo) & (t_b < t_b[i] + hi)]
             if len(late):
                 value = float(np.log10(f_b[i] / max(late.sum() / len(late), 0.01 * f_b[i])))
         out.append(value)
     late_flux = np.full(len(BANDS), np.nan)
-    i_peak = int(np.argmax(p.flux)) if len(p.flux) else 0
+    i_peak = int(p.flux.argmax()) if len(p.flux) else 0
     if len(p.flux) and p.flux[i_peak] > 0:
         t_peak = p.t[i_peak]
         for b in set((1, 2, 3)) & set(bands):
@@ -365,33 +366,43 @@ def _evolution(p: _Prepared, bands: dict[int, tuple[np.ndarray, np.ndarray]]) ->
     return out + [float(c) if np.isfinite(c) else np.nan for c in cols]
 
 
-def _at(t: np.ndarray, f: np.ndarray, when: float) -> float:
-    """Flux linearly interpolated at `when`; NaN outside the observed span (never extrapolated)."""
-    return float(np.interp(when, t, f)) if len(t) >= 2 and t[0] <= when <= t[-1] else np.nan
+def _at(t: np.ndarray, f: np.ndarray, when: np.ndarray) -> np.ndarray:
+    """Fluxes linearly interpolated at the times `when` (one np.interp call: the same arithmetic per
+    time as one call each); NaN outside the observed span (never extrapolated)."""
+    return np.where((when >= t[0]) & (when <= t[-1]), np.interp(when, t, f), np.nan)
 
 
 def _mag_ratio(a: float, b: float) -> float:
     return float(-2.5 * np.log10(a / b)) if a > 0 and b > 0 else np.nan  # NaN compares False
 
 
+PHASE_DAYS = (-5.0, 15.0, 30.0)  # from the reference peak: the days PHASE_COLOURS and the i/r ratios use
+
+
 def _phases(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
     """Declines and colours at fixed days from the peak (r's, else the best-sampled band's), by
     interpolation between detections: ratios of fluxes, so scale-free."""
-    per_band = {b: tf for b, tf in bands.items() if len(tf[0]) >= 2 and np.max(tf[1]) > 0}
+    per_band = {b: tf for b, tf in bands.items() if len(tf[0]) >= 2 and tf[1].max() > 0}
     if not per_band:
         return [np.nan] * len(PHASE_NAMES)
     ref = 2 if 2 in per_band else max(per_band, key=lambda b: len(per_band[b][0]))
     t_ref, f_ref = per_band[ref]
-    t_peak = t_ref[np.argmax(f_ref)]
-
-    def flux_at(b: int, days: float) -> float:
-        return _at(*per_band[b], t_peak + days) if b in per_band else np.nan
+    t_peak = t_ref[f_ref.argmax()]
 
     declines = {b: [np.nan, np.nan] for b in PHASE_BANDS}
+    at_day: dict[tuple[int, float], float] = {}  # (band, days from the reference peak) -> flux
     for b in set(PHASE_BANDS) & set(per_band):
         t_b, f_b = per_band[b]
-        peak_b = np.argmax(f_b)
-        declines[b] = [_mag_ratio(_at(t_b, f_b, t_b[peak_b] + d), f_b[peak_b]) for d in (15.0, 30.0)]
+        peak_b = f_b.argmax()
+        # one interpolation per band: 15 and 30 days after its own peak, then the PHASE_DAYS
+        when = np.array([t_b[peak_b] + 15.0, t_b[peak_b] + 30.0, *(t_peak + d for d in PHASE_DAYS)])
+        flux = _at(t_b, f_b, when).tolist()
+        declines[b] = [_mag_ratio(flux[0], f_b[peak_b]), _mag_ratio(flux[1], f_b[peak_b])]
+        at_day |= {(b, d): x for d, x in zip(PHASE_DAYS, flux[2:], strict=True)}
+
+    def flux_at(b: int, days: float) -> float:
+        return at_day.get((b, days), np.nan)
+
     return ([declines[b][0] for b in PHASE_BANDS] + [declines[b][1] for b in PHASE_BANDS]
             + [_mag_ratio(flux_at(a, d), flux_at(b, d)) for a, b, d in PHASE_COLOURS]
             + [_mag_ratio(flux_at(b, 30.0), flux_at(b, 15.0)) for b in (3, 2)])
@@ -407,7 +418,7 @@ def _slope(x: np.ndarray, y: np.ndarray) -> float:
 def _rise_rate(t: np.ndarray, f: np.ndarray) -> float:
     """Brightening in magnitudes per day up to the band's peak (negative: rising), from the positive
     fluxes; NaN with fewer than two or within half a day."""
-    k = int(np.argmax(f)) + 1
+    k = int(f.argmax()) + 1
     t, f = t[:k], f[:k]
     positive = f > 0
     t, f = t[positive], f[positive]
@@ -419,11 +430,15 @@ def _rise_rate(t: np.ndarray, f: np.ndarray) -> float:
 def _colour_pairs(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """[time, colour a-b] for each point of band a with one of band b within PAIR_TOLERANCE_D."""
     (ta, fa), (tb, fb) = a, b
-    after = np.clip(np.searchsorted(tb, ta), 0, len(tb) - 1)
+    after = np.minimum(np.searchsorted(tb, ta), len(tb) - 1)
     before = np.maximum(after - 1, 0)
     j = np.where(np.abs(tb[before] - ta) < np.abs(tb[after] - ta), before, after)  # the nearer one
-    ok = (np.abs(tb[j] - ta) <= PAIR_TOLERANCE_D) & (fa > 0) & (fb[j] > 0)
-    return np.column_stack([(ta[ok] + tb[j][ok]) / 2, -2.5 * np.log10(fa[ok] / fb[j][ok])])
+    tj, fj = tb[j], fb[j]
+    ok = (np.abs(tj - ta) <= PAIR_TOLERANCE_D) & (fa > 0) & (fj > 0)
+    pairs = np.empty((np.count_nonzero(ok), 2))
+    pairs[:, 0] = (ta[ok] + tj[ok]) / 2
+    pairs[:, 1] = -2.5 * np.log10(fa[ok] / fj[ok])
+    return pairs
 
 
 def _early(bands: dict[int, tuple[np.ndarray, np.ndarray]], pairs_gr: np.ndarray | None) -> list[float]:
@@ -456,7 +471,7 @@ def _slopes(bands: dict[int, tuple[np.ndarray, np.ndarray]], pairs_gr: np.ndarra
         if len(t) < 2:
             continue
         mag = -2.5 * np.log10(f)
-        k = int(np.argmin(mag))
+        k = int(mag.argmin())
         peaks[b] = t[k]
         before = t <= t[k]
         after = (t >= t[k]) & (t <= t[k] + POST_PEAK_WINDOW_D)
@@ -517,10 +532,10 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     # Reference band for the supernova fit: the one with most points.
     ref = []
     for c, p in zip(curves, prepared, strict=True):
-        b = int(np.argmax(p.counts))
+        b = int(p.counts.argmax())
         m = c.band == b
         f = np.asarray(c.flux, np.float64)[m]
-        largest = np.max(np.abs(f)) if len(f) else 0.0
+        largest = np.abs(f).max() if len(f) else 0.0
         scale = largest if largest > 0 else 1.0
         ref.append((np.asarray(c.t, np.float64)[m], f / scale,
                     np.maximum(np.asarray(c.flux_err, np.float64)[m] / scale, 1e-6)))

@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import logging
+import math
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from models.registry import Registry
+from service.api import classify as classify_api
 from service.app import create_app
 from service.settings import Settings
 from streaming.decode import Decoder, latest_version, read_container, sample_paths, shipped_versions
@@ -441,3 +443,32 @@ def test_lone_surrogates_in_json_are_a_4xx_not_a_crash(client):
     for body in (json.dumps(alert), json.dumps([alert]), '{"!": "\\udb93\\udfdd\\udb93"}'):
         r = client.post("/v1/classify", content=body, headers={"content-type": "application/json"})
         assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize("one_call_max", [0, classify_api.ONE_CALL_MAX_BYTES])
+def test_json_bodies_parse_alike_in_one_call_and_element_by_element(monkeypatch, one_call_max):
+    """orjson parses small bodies in one call, Python's parser large ones element by element: the
+    same values either way; NaN (which only Python's parser reads) is refused naming the field."""
+    monkeypatch.setattr(classify_api, "ONE_CALL_MAX_BYTES", one_call_max)
+    alerts = [alert_json(seed=i) for i in range(3)]
+    alerts[1]["diaSource"]["band"] = "ĝ ✓"  # non-ASCII text survives both parsers
+    for body, many in ((json.dumps(alerts), True), (json.dumps(alerts[0]), False),
+                       (" [ ] ", True), ('[{"a": 18446744073709551616}]', True)):  # > 64 bits: Python's
+        parsed_many, items = classify_api.iter_json(body.encode())
+        assert parsed_many is many
+        assert list(items) == (json.loads(body) if many else [json.loads(body)])
+    nan = json.dumps([alerts[0], {**alerts[2], "diaSource": {**alerts[2]["diaSource"], "ra": float("nan")}}])
+    assert "NaN" in nan
+    many, items = classify_api.iter_json(nan.encode())
+    assert many and math.isnan(list(items)[1]["diaSource"]["ra"])
+
+
+def test_nan_in_a_json_alert_is_a_422_naming_the_field(client):
+    alert = alert_json(seed=3)
+    alert["diaSource"]["ra"] = float("nan")
+    r = client.post("/v1/classify", content=json.dumps([alert_json(seed=4), alert]),
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["reason"] == "invalid_value"
+    assert error["message"].startswith("[1]: ") and "diaSource.ra = nan" in error["message"]

@@ -141,11 +141,24 @@ _JSON = json.JSONDecoder()
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
+# Bodies up to this size are parsed by orjson in one call (8 MB, 100 alerts with 30+30-point
+# histories: 45 ms against 170 ms for json); larger ones element by element (below).
+ONE_CALL_MAX_BYTES = 10 * 2**20
+
+
 def iter_json(body: bytes) -> tuple[bool, Iterator]:
-    """(is a list, its elements) of the request's JSON. A list is parsed one element at a time, as
-    it is consumed: a parser holds the GIL for its whole call, and one call over a 40 MB list would
-    stall the event loop, and with it the probes, for ~250 ms. NaN and Infinity parse (as Python's
-    JSON reads them) and are refused by the value checks, naming the field."""
+    """(is a list, its elements) of the request's JSON. A large list is parsed one element at a time,
+    as it is consumed: a parser holds the GIL for its whole call, and one call over a 40 MB list would
+    stall the event loop, and with it the probes, for ~250 ms. What orjson refuses goes to Python's
+    parser, which names the fault, or parses NaN and Infinity for the value checks to refuse, naming
+    the field."""
+    if len(body) <= ONE_CALL_MAX_BYTES:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return (True, iter(parsed)) if isinstance(parsed, list) else (False, iter([parsed]))
     text = body.decode()
     i = _SPACE.match(text).end()
     if not text.startswith("[", i):
