@@ -25,9 +25,16 @@ import copy
 import io
 import json
 import logging
+import os
 from collections.abc import Sequence
 from functools import cache
 from itertools import pairwise
+
+# One thread per process, as for onnxruntime: workers scale out as processes, and polars' own pool
+# (a thread per core) fought the other worker over 2 cores: 2 workers at 30+30 points 609 / 665 ->
+# 768 / 777 alerts/s, decode 711 / 569 -> 500 / 529 us per alert (bench/pipeline_bench.py, two
+# interleaved pairs). Polars reads it once, when first imported.
+os.environ.setdefault("POLARS_MAX_THREADS", "1")
 
 import numpy as np
 import polars as pl

@@ -5,7 +5,10 @@ that becomes a dead letter."""
 from __future__ import annotations
 
 import copy
+import os
 import struct
+import subprocess
+import sys
 
 import lsst.alert.packet as alert_packet
 import numpy as np
@@ -166,3 +169,13 @@ def test_columns_the_code_did_not_expect_fall_back_to_the_per_message_decoder(mo
     reference = decoder.decode_batch(packets, lean=True)
     for b, r in zip(bulk_decode.decode_batch(packets, decoder), reference, strict=True):
         _assert_same_alert(b, r)
+
+
+def test_polars_runs_one_thread_per_process_unless_the_operator_says_otherwise():
+    """Workers scale out as processes; a pool of a thread per core in each made them fight."""
+    code = "import streaming.bulk_decode, polars; print(polars.thread_pool_size())"
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+    run = [sys.executable, "-c", code]
+    assert subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout.strip() == "1"
+    env["POLARS_MAX_THREADS"] = "2"
+    assert subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout.strip() == "2"
