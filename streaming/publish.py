@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
+import cavro
 import fastavro
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -47,13 +48,17 @@ def _params(record: ClassificationRecord) -> str:
     return params + (f"; declined: {record.reason}" if record.reason else "")
 
 
+@cache
+def _classification_writer() -> cavro.Schema:
+    # cavro writes the bytes fastavro writes, ~2x faster: it runs for every result on the hot path
+    return cavro.Schema(json.loads(SCHEMA_PATH.read_text()), parse_json=False)
+
+
 def encode_classification(record: ClassificationRecord, broker_version: str, fmt: str = "avro") -> bytes:
     body = broker_classification(record, broker_version)
     if fmt == "json":
         return orjson.dumps(body)
-    buf = io.BytesIO()
-    fastavro.schemaless_writer(buf, classification_schema(), body)
-    return buf.getvalue()
+    return _classification_writer().binary_encode(body)
 
 
 def decode_classification(data: bytes) -> dict:
