@@ -377,6 +377,7 @@ def _mag_ratio(a: float, b: float) -> float:
 
 
 PHASE_DAYS = (-5.0, 15.0, 30.0)  # from the reference peak: the days PHASE_COLOURS and the i/r ratios use
+assert {d for *_, d in PHASE_COLOURS} | {15.0, 30.0} <= set(PHASE_DAYS), "a colour day not interpolated"
 
 
 def _phases(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
