@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,15 @@ ADD_NIGHTLY = """INSERT INTO nightly (night, metric, value) VALUES (?, ?, ?)
 _DETECTION_ORDER = itemgetter(1, 2, 0)  # (dia_object_id, mjd, dia_source_id): the table's key
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
+# SQLite takes detections as multi-row VALUES lists, up to this many rows a statement (and within its
+# parameter limit): one call per 500 rows instead of one per row, 31 new rows per alert 143 -> 92 us.
+SOURCE_ROWS_PER_INSERT = 500
+
+
+@cache
+def _insert_sources(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
+    return INSERT_SOURCE.replace("(?, ?, ?, ?, ?, ?)", values)
 RECALL_CHUNK = 500  # objects per read (one VALUES list)
 # The most recent stored detections added per object: bounds the features' cost for objects observed
 # thousands of times (deep drilling fields); ten years of Rubin's main survey give fewer.
@@ -297,7 +307,7 @@ class Store(AnomalyTables):
         with self._lock, self._connection() as conn:
             cur = conn.cursor()
             if detections:
-                cur.executemany(self._sql(INSERT_SOURCE), detections)
+                self._insert_detections(conn, cur, detections)
             self._upsert_scores(cur, scores)
             if not records:
                 return
@@ -307,6 +317,16 @@ class Store(AnomalyTables):
             probs = sorted((ids[key], c["classId"], c["probability"])
                            for r, key in zip(records, keys, strict=True) for c in r.classifications)
             cur.executemany(self._sql(UPSERT_PROBABILITY), probs)
+
+    def _insert_detections(self, conn, cur, detections: list[Detection]) -> None:
+        if self.is_postgres:
+            cur.executemany(self._sql(INSERT_SOURCE), detections)
+            return
+        per_statement = min(SOURCE_ROWS_PER_INSERT,
+                            conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(Detection._fields))
+        for start in range(0, len(detections), per_statement):
+            chunk = detections[start:start + per_statement]
+            cur.execute(_insert_sources(len(chunk)), [value for row in chunk for value in row])
 
     def _ids(self, cur, keys: list[tuple]) -> dict[tuple, int]:
         out: dict[tuple, int] = {}

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from service import store as store_module
 from service.store import Cone, Query, Store
 from streaming.records import ClassificationRecord, Detection
 from tests.conftest import POSTGRES_DSN
@@ -244,3 +245,17 @@ def test_a_lost_connection_is_transient_and_the_next_call_reconnects(store):
     assert caught.value.transient
     store.upsert([record(2)])
     assert store.count() == 2
+
+
+def test_many_detections_go_in_once_each_across_statement_chunks(store, monkeypatch):
+    """SQLite writes detections as multi-row statements: rows split across statements, repeats within
+    and across statements and a replay all end as one row each, in either store."""
+    monkeypatch.setattr(store_module, "SOURCE_ROWS_PER_INSERT", 7)
+    rows = [Detection(1000 + i, 50 + i % 4, 60000.0 + i, i % 6, float(i), 0.5) for i in range(40)]
+    store.upsert([], rows + rows[5:12])  # repeats of rows in other chunks, and within one
+    assert store.count_sources() == 40
+    store.upsert([], rows)
+    assert store.count_sources() == 40
+    history = store.recall({50 + k: 1e7 for k in range(4)})
+    assert sorted(int(s) for lc in history.values() for s in lc.source_id) == [1000 + i for i in range(40)]
+    assert history[51].flux.tolist() == [float(i) for i in range(40) if i % 4 == 1]
