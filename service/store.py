@@ -112,12 +112,6 @@ INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band,
 # SQLite takes detections as multi-row VALUES lists, up to this many rows a statement (and within its
 # parameter limit): one call per 500 rows instead of one per row, 31 new rows per alert 143 -> 92 us.
 SOURCE_ROWS_PER_INSERT = 500
-
-
-@cache
-def _insert_sources(rows: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
-    return INSERT_SOURCE.replace("(?, ?, ?, ?, ?, ?)", values)
 RECALL_CHUNK = 500  # objects per read (one VALUES list)
 # The most recent stored detections added per object: bounds the features' cost for objects observed
 # thousands of times (deep drilling fields); ten years of Rubin's main survey give fewer.
@@ -144,6 +138,12 @@ UPSERT_PROBABILITY = """INSERT INTO probabilities (classification_id, class_id, 
 COLUMNS = ("id", "dia_source_id", "classifier", "version", "dia_object_id", "alert_id", "ra", "dec",
            "mjd", "top_class", "top_probability", "classifications", "reason", "topic",
            "kafka_partition", "kafka_offset", "alert_timestamp_ms", "ingest_timestamp_ms")
+
+
+@cache
+def _insert_sources(rows: int) -> str:
+    """INSERT_SOURCE with `rows` rows in its VALUES list."""
+    return INSERT_SOURCE.replace("(?, ?, ?, ?, ?, ?)", ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows))
 
 
 def _rejects_the_data(exc: Exception) -> bool:
@@ -307,7 +307,7 @@ class Store(AnomalyTables):
         with self._lock, self._connection() as conn:
             cur = conn.cursor()
             if detections:
-                self._insert_detections(conn, cur, detections)
+                self._insert_detections(cur, detections)
             self._upsert_scores(cur, scores)
             if not records:
                 return
@@ -318,12 +318,12 @@ class Store(AnomalyTables):
                            for r, key in zip(records, keys, strict=True) for c in r.classifications)
             cur.executemany(self._sql(UPSERT_PROBABILITY), probs)
 
-    def _insert_detections(self, conn, cur, detections: list[Detection]) -> None:
+    def _insert_detections(self, cur, detections: list[Detection]) -> None:
         if self.is_postgres:
             cur.executemany(self._sql(INSERT_SOURCE), detections)
             return
-        per_statement = min(SOURCE_ROWS_PER_INSERT,
-                            conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(Detection._fields))
+        max_params = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+        per_statement = min(SOURCE_ROWS_PER_INSERT, max_params // len(Detection._fields))
         for start in range(0, len(detections), per_statement):
             chunk = detections[start:start + per_statement]
             cur.execute(_insert_sources(len(chunk)), [value for row in chunk for value in row])
