@@ -259,3 +259,25 @@ def test_many_detections_go_in_once_each_across_statement_chunks(store, monkeypa
     history = store.recall({50 + k: 1e7 for k in range(4)})
     assert sorted(int(s) for lc in history.values() for s in lc.source_id) == [1000 + i for i in range(40)]
     assert history[51].flux.tolist() == [float(i) for i in range(40) if i % 4 == 1]
+
+
+def test_sqlite_checkpoints_run_in_the_stores_own_thread(tmp_path, monkeypatch):
+    """The write-ahead log reaches the database file without a writer's commit crossing SQLite's
+    threshold (raised high here), and close() stops the thread."""
+    import time
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_INTERVAL_S", 0.05)
+    s = Store(tmp_path / "store.sqlite3")
+    db = tmp_path / "store.sqlite3"
+    before = db.stat().st_size
+    s.upsert([], [Detection(1000 + i, 7, 60000.0 + i, i % 6, float(i), 0.5) for i in range(5000)])
+    assert (tmp_path / "store.sqlite3-wal").stat().st_size > 0
+    deadline = time.monotonic() + 10
+    while db.stat().st_size == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.stat().st_size > before  # pages copied into the database by the checkpoint thread
+    thread = s._checkpointer.thread
+    s.close()
+    thread.join(2)
+    assert not thread.is_alive()
+    assert Store(db).count_sources() == 5000
