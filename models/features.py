@@ -102,6 +102,8 @@ class _Prepared:
     err: np.ndarray
     band: np.ndarray
     counts: np.ndarray  # points per band
+    abs_max: np.ndarray  # largest |flux| per band (0 without points)
+    flux_max: np.ndarray  # largest flux per band (0 without points)
     p05: np.ndarray
     p95: np.ndarray
     std_flux: np.ndarray  # per band (flux - median) / robust spread: scale-free, bands comparable
@@ -140,7 +142,7 @@ def _prepare_all(curves: Sequence[LightCurveLike]) -> list[_Prepared]:
         largest[present] = ordered[(start + counts - 1)[present]]
         return out, largest
 
-    (p05, median, p95), _ = quantiles(flux, (0.05, 0.5, 0.95))
+    (p05, median, p95), flux_max = quantiles(flux, (0.05, 0.5, 0.95))
     dev = np.abs(flux - median[key])
     (mad,), peak = quantiles(dev, (0.5,))
     mad = 1.4826 * mad
@@ -148,6 +150,8 @@ def _prepare_all(curves: Sequence[LightCurveLike]) -> list[_Prepared]:
     scale = np.where((counts >= 3) & (mad > 0), mad, np.where(peak > 0, peak, 1.0))
     std_flux = (flux - median[key]) / scale[key]
     std_err = np.maximum(err / scale[key], 1e-6)
+    abs_max = np.zeros(len(counts))
+    np.maximum.at(abs_max, key, np.abs(flux))  # one call for the batch: ufunc.at costs ~10 us a call
     in_time = np.argsort(key, kind="stable")  # each segment's points in time order
     t_by_band, flux_by_band = t[in_time], flux[in_time]
 
@@ -158,12 +162,12 @@ def _prepare_all(curves: Sequence[LightCurveLike]) -> list[_Prepared]:
         bands = {b: (t_by_band[s:s + c], flux_by_band[s:s + c])
                  for b, (s, c) in enumerate(zip(start[seg].tolist(), counts[seg].tolist(), strict=True)) if c}
         if m == 0:
-            out.append(_Prepared(t[a:a], flux[a:a], err[a:a], band[a:a], counts[seg], empty, empty,
-                                 flux[a:a], err[a:a], bands))
+            out.append(_Prepared(t[a:a], flux[a:a], err[a:a], band[a:a], counts[seg], abs_max[seg],
+                                 flux_max[seg], empty, empty, flux[a:a], err[a:a], bands))
             continue
         b_ = slice(a, a + m)
-        out.append(_Prepared(t[b_], flux[b_], err[b_], band[b_], counts[seg], p05[seg], p95[seg],
-                             std_flux[b_], std_err[b_], bands))
+        out.append(_Prepared(t[b_], flux[b_], err[b_], band[b_], counts[seg], abs_max[seg],
+                             flux_max[seg], p05[seg], p95[seg], std_flux[b_], std_err[b_], bands))
     return out
 
 
@@ -237,7 +241,8 @@ def _candidate_inputs(t: np.ndarray, f: np.ndarray, err: np.ndarray, peak_period
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(t, f, err, candidate frequencies) of the alias fits: the periodogram's peaks and their 1- and
     2-day aliases; None when too short or no peak."""
-    peaks = np.array([1 / p for p in peak_periods if np.isfinite(p) and p > 0])
+    peak_periods = np.asarray(peak_periods, np.float64)
+    peaks = 1 / peak_periods[np.isfinite(peak_periods) & (peak_periods > 0)]
     if len(peaks) == 0 or len(t) < MIN_POINTS_FOURIER:
         return None
     cands = (peaks[:, None] + ALIAS_ORDERS[None, :] * SIDEREAL_DAY_FREQ).ravel()
@@ -292,15 +297,13 @@ def _log10(x: float) -> float:
     return float(np.log10(x)) if x > 0 and math.isfinite(x) else np.nan
 
 
-def _transient(curve: LightCurveLike, bazin: np.ndarray) -> list[float]:
-    t, flux, band = curve.t, np.asarray(curve.flux, np.float64), curve.band
+def _transient(p: _Prepared, bazin: np.ndarray) -> list[float]:
+    t, flux, band = p.t, p.flux, p.band
     peak_flux = flux.max() if len(flux) else np.nan  # an empty curve is NaN, not an error
     if len(t) < 2 or not peak_flux > 0:
         positive = np.count_nonzero(flux > 0) / len(flux) if len(t) else np.nan
         return [np.nan] * 7 + [positive, np.nan]
-    band_max = np.zeros(len(BANDS))
-    np.maximum.at(band_max, band, np.abs(flux))
-    band_max = np.maximum(band_max, 1e-12)
+    band_max = np.maximum(p.abs_max, 1e-12)
     i_peak = int((flux / band_max[band]).argmax())  # peak relative to each band's own scale
     in_peak_band = band == band[i_peak]
     above = t[in_peak_band & (flux >= 0.5 * flux[i_peak])]
@@ -330,8 +333,7 @@ def _colours(p: _Prepared) -> list[float]:
         peak_near = np.full(len(BANDS), -np.inf)
         np.maximum.at(peak_near, p.band[near], p.flux[near])
         peak = np.where(peak_near > 0, peak_near, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mags = -2.5 * np.log10(np.r_[spread[_PAIR_A] / spread[_PAIR_B], peak[_PAIR_A] / peak[_PAIR_B]])
+    mags = -2.5 * np.log10(np.concatenate((spread[_PAIR_A] / spread[_PAIR_B], peak[_PAIR_A] / peak[_PAIR_B])))
     return np.where(np.isfinite(mags), mags, np.nan).tolist()
 
 
@@ -380,15 +382,15 @@ PHASE_DAYS = (-5.0, 15.0, 30.0)  # from the reference peak: the days PHASE_COLOU
 assert {d for *_, d in PHASE_COLOURS} | {15.0, 30.0} <= set(PHASE_DAYS), "a colour day not interpolated"
 
 
-def _phases(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
+def _phases(p: _Prepared) -> list[float]:
     """Declines and colours at fixed days from the peak (r's, else the best-sampled band's), by
     interpolation between detections: ratios of fluxes, so scale-free."""
-    per_band = {b: tf for b, tf in bands.items() if len(tf[0]) >= 2 and tf[1].max() > 0}
+    per_band = {b: tf for b, tf in p.bands.items() if len(tf[0]) >= 2 and p.flux_max[b] > 0}
     if not per_band:
         return [np.nan] * len(PHASE_NAMES)
     ref = 2 if 2 in per_band else max(per_band, key=lambda b: len(per_band[b][0]))
     t_ref, f_ref = per_band[ref]
-    t_peak = t_ref[f_ref.argmax()]
+    t_peak = float(t_ref[f_ref.argmax()])
 
     declines = {b: [np.nan, np.nan] for b in PHASE_BANDS}
     at_day: dict[tuple[int, float], float] = {}  # (band, days from the reference peak) -> flux
@@ -396,7 +398,8 @@ def _phases(bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
         t_b, f_b = per_band[b]
         peak_b = f_b.argmax()
         # one interpolation per band: 15 and 30 days after its own peak, then the PHASE_DAYS
-        when = np.array([t_b[peak_b] + 15.0, t_b[peak_b] + 30.0, *(t_peak + d for d in PHASE_DAYS)])
+        t_peak_b = float(t_b[peak_b])
+        when = np.array([t_peak_b + 15.0, t_peak_b + 30.0, *[t_peak + d for d in PHASE_DAYS]])
         flux = _at(t_b, f_b, when).tolist()
         declines[b] = [_mag_ratio(flux[0], f_b[peak_b]), _mag_ratio(flux[1], f_b[peak_b])]
         at_day |= {(b, d): x for d, x in zip(PHASE_DAYS, flux[2:], strict=True)}
@@ -548,7 +551,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     # NaN peaks (too few points) give no candidates, so NaN features
     candidates = _all_period_candidates(std, periods[:, 0::2])
     col = len(SHAPE_NAMES)
-    for i, curve in enumerate(curves):
+    for i, p in enumerate(prepared):
         p0, s0, p1, s1 = periods[i, :4]
         # 1-day aliases: frequencies one or two cycles per day apart (nightly sampling)
         alias = abs(1 / p0 - 1 / p1) if p0 > 0 and p1 > 0 else np.nan
@@ -557,16 +560,16 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         row = [_log10(p0), s0, _log10(p1), s1,
                float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if math.isfinite(alias) else np.nan]
         row += _period_shape(candidates[i], p0)
-        row += _transient(curve, bazin[i])
-        row += _colours(prepared[i])
-        bands = prepared[i].bands
-        row += _evolution(prepared[i], bands)
-        row += _phases(bands)
+        row += _transient(p, bazin[i])
+        row += _colours(p)
+        bands = p.bands
+        row += _evolution(p, bands)
+        row += _phases(p)
         pairs_gr = _colour_pairs(bands[1], bands[2]) if 1 in bands and 2 in bands else None
         row += _early(bands, pairs_gr)
         row += _slopes(bands, pairs_gr)
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
-                float(np.count_nonzero(prepared[i].counts))]
+                float(np.count_nonzero(p.counts))]
         out[i, col:] = row
     out[np.isinf(out)] = np.nan  # overflow (a ratio beyond float32) is as undefined as 0/0
     return out
