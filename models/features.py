@@ -535,14 +535,12 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         periods[period_idx] = _many(_PERIOD, [std[i] for i in period_idx], n_jobs)
     # Reference band for the supernova fit: the one with most points.
     ref = []
-    for c, p in zip(curves, prepared, strict=True):
+    for p in prepared:
         b = int(p.counts.argmax())
-        m = c.band == b
-        f = np.asarray(c.flux, np.float64)[m]
-        largest = np.abs(f).max() if len(f) else 0.0
+        t_b, f_b = p.bands.get(b, _NO_POINTS)
+        largest = p.abs_max[b]
         scale = largest if largest > 0 else 1.0
-        ref.append((np.asarray(c.t, np.float64)[m], f / scale,
-                    np.maximum(np.asarray(c.flux_err, np.float64)[m] / scale, 1e-6)))
+        ref.append((t_b, f_b / scale, np.maximum(p.err[p.band == b] / scale, 1e-6)))
     bazin_idx = [i for i, r in enumerate(ref) if len(r[0]) >= 6]
     bazin = np.full((n, 6), np.nan)
     if bazin_idx:
