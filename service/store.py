@@ -113,6 +113,16 @@ ADD_NIGHTLY = """INSERT INTO nightly (night, metric, value) VALUES (?, ?, ?)
 _DETECTION_ORDER = itemgetter(1, 2, 0)  # (dia_object_id, mjd, dia_source_id): the table's key
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
+# PostgreSQL takes detections by COPY, ~5x faster than executemany (500 alerts of 31 new detections:
+# 985-1,316 -> 196-277 us per alert). COPY has no ON CONFLICT: a detection already stored (a replay,
+# two workers during a rebalance) fails it, and the batch's rows then go through a staging table.
+COPY_SOURCES = "COPY sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err) FROM STDIN"
+STAGE_SOURCES = """CREATE TEMP TABLE IF NOT EXISTS sources_in (dia_source_id BIGINT, dia_object_id BIGINT,
+    mjd DOUBLE PRECISION, band SMALLINT, flux DOUBLE PRECISION, flux_err DOUBLE PRECISION)
+    ON COMMIT DELETE ROWS"""
+INSERT_STAGED_SOURCES = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
+    SELECT * FROM sources_in ORDER BY dia_object_id, mjd, dia_source_id
+    ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
 # SQLite takes detections as multi-row VALUES lists, up to this many rows a statement (and within its
 # parameter limit): one call per 500 rows instead of one per row, 31 new rows per alert 143 -> 92 us.
 SOURCE_ROWS_PER_INSERT = 500
@@ -211,6 +221,26 @@ def _row_values(r: ClassificationRecord) -> tuple:
             *unit_vector(r.ra, r.dec), r.mjd, top["classId"], top["probability"],
             json.dumps(r.classifications, allow_nan=False), r.reason, r.topic, r.partition, r.offset,
             r.alert_timestamp_ms, r.ingest_timestamp_ms)
+
+
+def _copy_detections(cur, detections: list[Detection]) -> None:
+    """PostgreSQL: COPY in key order, inside a savepoint; if a row is already stored, the savepoint
+    is rolled back and the rows go through the staging table with ON CONFLICT DO NOTHING."""
+    import psycopg
+
+    cur.execute("SAVEPOINT copy_sources")
+    try:
+        with cur.copy(COPY_SOURCES) as copy:
+            for row in detections:
+                copy.write_row(row)
+    except psycopg.errors.UniqueViolation:
+        cur.execute("ROLLBACK TO SAVEPOINT copy_sources")
+        cur.execute(STAGE_SOURCES)
+        with cur.copy("COPY sources_in FROM STDIN") as copy:
+            for row in detections:
+                copy.write_row(row)
+        cur.execute(INSERT_STAGED_SOURCES)
+    cur.execute("RELEASE SAVEPOINT copy_sources")
 
 
 class _Checkpointer:
@@ -370,7 +400,7 @@ class Store(AnomalyTables):
 
     def _insert_detections(self, cur, detections: list[Detection]) -> None:
         if self.is_postgres:
-            cur.executemany(self._sql(INSERT_SOURCE), detections)
+            _copy_detections(cur, detections)
             return
         max_params = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         per_statement = min(SOURCE_ROWS_PER_INSERT, max_params // len(Detection._fields))

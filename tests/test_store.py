@@ -281,3 +281,15 @@ def test_sqlite_checkpoints_run_in_the_stores_own_thread(tmp_path, monkeypatch):
     thread.join(2)
     assert not thread.is_alive()
     assert Store(db).count_sources() == 5000
+
+
+def test_a_batch_with_detections_already_kept_stores_everything_once(store):
+    """On PostgreSQL the detections go in by COPY; a row already kept fails it, and the batch's rows
+    then go through a staging table in the same transaction: the results and the new detections of
+    that batch are all stored, nothing twice."""
+    old = [Detection(2000 + i, 9, 60000.0 + i, 1, float(i), 0.5) for i in range(10)]
+    store.upsert([record(1)], old)
+    new = [Detection(2100 + i, 9, 60100.0 + i, 2, float(i), 0.5) for i in range(5)]
+    store.upsert([record(2), record(2, "supernova")], old[3:] + new)
+    assert store.count_sources() == 15 and store.count() == 3
+    assert len(store.recall({9: 1e7})[9].t) == 15
