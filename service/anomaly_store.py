@@ -58,6 +58,10 @@ class RankedObject:
     version: str
 
 
+SCORE_COLUMNS = ("dia_source_id", "classifier", "version", "dia_object_id", "alert_id", "ra", "dec", "mjd",
+                 "score", "reason", "ingest_timestamp_ms")  # score_row's order (COPY on PostgreSQL)
+
+
 def score_row(r: ClassificationRecord) -> tuple:
     return (r.dia_source_id, r.classifier, r.version, r.dia_object_id, r.alert_id, r.ra, r.dec, r.mjd,
             r.score, r.reason, r.ingest_timestamp_ms)

@@ -293,3 +293,16 @@ def test_a_batch_with_detections_already_kept_stores_everything_once(store):
     store.upsert([record(2), record(2, "supernova")], old[3:] + new)
     assert store.count_sources() == 15 and store.count() == 3
     assert len(store.recall({9: 1e7})[9].t) == 15
+
+
+def test_a_replayed_batch_updates_its_results_in_place(store):
+    """New results go in by COPY on PostgreSQL; a batch whose results exist (a replay) goes through the
+    upsert instead, in the same transaction as its detections: rows updated, none added."""
+    first, second = Detection(3000, 7, 60000.0, 1, 1.0, 0.1), Detection(3001, 7, 60001.0, 1, 2.0, 0.1)
+    store.upsert([record(1, p=0.2), record(1, "supernova"), record(2)], [first])
+    store.upsert([record(1, p=0.8), record(2), record(3)], [first, second])
+    assert store.count() == 4 and store.count_sources() == 2
+    rows = {r["classifier"]: r for r in store.source_rows(1)}
+    assert rows["rrlyrae"]["top_probability"] == pytest.approx(0.8)
+    found = store.query(Query(classifier="rrlyrae", class_id=2323, min_probability=0.5))
+    assert sorted(r["dia_source_id"] for r in found) == [1, 2, 3]
