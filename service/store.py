@@ -239,9 +239,7 @@ def _copy_rows(cur, table: str, columns: Sequence[str], rows: Sequence[tuple], f
         return
     cur.execute("SAVEPOINT copy_rows")
     try:
-        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        _copy_in(cur, table, columns, rows)
     except psycopg.errors.UniqueViolation:
         cur.execute("ROLLBACK TO SAVEPOINT copy_rows")
         fallback()
@@ -251,10 +249,14 @@ def _copy_rows(cur, table: str, columns: Sequence[str], rows: Sequence[tuple], f
 def _stage_detections(cur, detections: list[Detection]) -> None:
     """PostgreSQL, when some are already kept: through a staging table, ON CONFLICT DO NOTHING."""
     cur.execute(STAGE_SOURCES)
-    with cur.copy(f"COPY sources_in ({', '.join(SOURCE_COLUMNS)}) FROM STDIN") as copy:
-        for row in detections:
-            copy.write_row(row)
+    _copy_in(cur, "sources_in", SOURCE_COLUMNS, detections)
     cur.execute(INSERT_STAGED_SOURCES)
+
+
+def _copy_in(cur, table: str, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 class _Checkpointer:
