@@ -44,6 +44,8 @@ UPSERT_SCORE = """INSERT INTO anomaly_scores (dia_source_id, classifier, version
 UPSERT_FEEDBACK = """INSERT INTO anomaly_feedback (dia_object_id, label, updated_ms) VALUES (?, ?, ?)
     ON CONFLICT (dia_object_id) DO UPDATE SET label = excluded.label, updated_ms = excluded.updated_ms"""
 LABELS = ("anomaly", "normal")
+# how an object with several alerts in a window is ranked (`top_anomalies`, `GET /v1/anomalies`)
+RANKINGS = ("latest", "highest")
 RANK_CHUNK = 500  # rows fetched at a time while walking the score index
 # windows of this many rows or more are walked down the score index; fewer are sorted (< ~25 ms)
 WALK_FROM = 5_000
@@ -52,8 +54,8 @@ WALK_FROM = 5_000
 @dataclass(frozen=True)
 class RankedObject:
     dia_object_id: int
-    score: float  # the object's highest score in the window
-    mjd: float  # the observation time of its highest-scoring alert in the window
+    score: float  # the object's score in the window (its highest, or its latest alert's)
+    mjd: float  # the observation time of the alert that gave it
     classifier: str
     version: str
 
@@ -82,34 +84,60 @@ class AnomalyTables:
         return None if newest is None else float(newest)
 
     def top_anomalies(self, since_mjd: float, until_mjd: float, limit: int,
-                      after: tuple[float, int] | None = None) -> list[RankedObject]:
-        """Objects by their highest score among alerts observed in [since, until], highest first
+                      after: tuple[float, int] | None = None, by: str = "highest") -> list[RankedObject]:
+        """Objects by one score each among their alerts observed in [since, until], highest first
         (ties: larger diaObjectId first); `after` is the (score, diaObjectId) of the previous page's
-        last object. Each object's first row in score order is its highest.
+        last object. `by`: "highest", the object's highest score in the window (each object's
+        first row in score order); "latest", the score of its latest scored alert in the window.
 
         A window of fewer than WALK_FROM rows is read through the time index and sorted; a larger
         one (a night of millions) is walked down the score index a chunk at a time, so the work
         grows with the rows read before the page is full, not with the window."""
+        if by not in RANKINGS:
+            raise ValueError(f"by must be one of {RANKINGS}, not {by!r}")
         out: list[RankedObject] = []
         seen: set[int] = set()
         walk = not self._window_fewer_than(WALK_FROM, since_mjd, until_mjd)
+        # "latest": the time of each object's latest scored alert; the whole window's at once when
+        # it is small, else object by object as the walk meets them
+        latest = {} if by == "highest" or walk else self._latest_scored(since_mjd, until_mjd)
         key = after
         while True:
             rows = self._ranked_rows(since_mjd, until_mjd, key, RANK_CHUNK if walk else None)
             for score, oid, mjd, classifier, version in rows:
                 if oid in seen:
                     continue
-                seen.add(oid)
-                # past a cursor an object's first row here may not be its highest: then an earlier
-                # page listed it
-                if after is not None and self._scored_higher(oid, score, since_mjd, until_mjd):
-                    continue
+                if by == "latest":
+                    if oid not in latest:
+                        latest[oid] = self._latest_scored(since_mjd, until_mjd, oid)[oid]
+                    if mjd != latest[oid]:  # an earlier alert of the object: its latest ranks it
+                        continue
+                    seen.add(oid)
+                else:
+                    seen.add(oid)
+                    # past a cursor an object's first row here may not be its highest: then an
+                    # earlier page listed it
+                    if after is not None and self._scored_higher(oid, score, since_mjd, until_mjd):
+                        continue
                 out.append(RankedObject(int(oid), float(score), float(mjd), classifier, version))
                 if len(out) == limit:
                     return out
             if not walk or len(rows) < RANK_CHUNK:
                 return out
             key = (rows[-1][0], rows[-1][1])  # that object's other rows at that score: seen already
+
+    def _latest_scored(self, since_mjd: float, until_mjd: float, dia_object_id: int | None = None
+                       ) -> dict[int, float]:
+        """diaObjectId -> the time of its latest scored alert in the window (one object, or all)."""
+        where, params = "", [since_mjd, until_mjd]
+        if dia_object_id is not None:
+            where, params = " AND dia_object_id = ?", [*params, dia_object_id]
+        with self._connection() as conn:
+            cur = conn.cursor()
+            cur.execute(self._sql("SELECT dia_object_id, MAX(mjd) FROM anomaly_scores WHERE mjd BETWEEN ? "
+                                  "AND ? AND score IS NOT NULL AND dia_object_id IS NOT NULL"
+                                  f"{where} GROUP BY dia_object_id"), params)
+            return dict(cur.fetchall())
 
     def _window_fewer_than(self, cap: int, since_mjd: float, until_mjd: float) -> bool:
         with self._connection() as conn:

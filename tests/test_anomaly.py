@@ -110,10 +110,12 @@ def test_scores_are_ranked_per_object_in_a_window_with_a_cursor(store):
     assert sum(store.prune_results(60000.30)) == 30  # 29 scored and the declined one
 
 
+@pytest.mark.parametrize("by", ["highest", "latest"])
 @pytest.mark.parametrize("walk", [False, True])
-def test_ranking_a_large_window_walks_the_score_index_and_pages_the_same(store, monkeypatch, walk):
+def test_ranking_a_large_window_walks_the_score_index_and_pages_the_same(store, monkeypatch, walk, by):
     """Both plans (a small window read and sorted; a large one walked down the score index in
-    chunks) page through every object once, by its highest score in the window, ties included."""
+    chunks) page through every object once, by its highest score in the window or its latest
+    scored alert's, ties included."""
     import service.anomaly_store as anomaly_store
 
     rng = np.random.default_rng(5)
@@ -124,16 +126,33 @@ def test_ranking_a_large_window_walks_the_score_index_and_pages_the_same(store, 
         monkeypatch.setattr(anomaly_store, "WALK_FROM", 1)
         monkeypatch.setattr(anomaly_store, "RANK_CHUNK", 7)
     pages, after = [], None
-    while page := store.top_anomalies(60000.1, 60000.9, 9, after):
+    while page := store.top_anomalies(60000.1, 60000.9, 9, after, by=by):
         pages += page
         after = (page[-1].score, page[-1].dia_object_id)
     best: dict[int, float] = {}
-    for _, oid, score, mjd in alerts:
+    for _, oid, score, mjd in alerts:  # in time order
         if 60000.1 <= mjd <= 60000.9:
-            best[oid] = max(best.get(oid, -1.0), score)
+            best[oid] = max(best.get(oid, -1.0), score) if by == "highest" else score
     expected = sorted(best.items(), key=lambda item: (-item[1], -item[0]))
     assert [p.dia_object_id for p in pages] == [o for o, _ in expected]
     assert [p.score for p in pages] == pytest.approx([s for _, s in expected])
+
+
+def test_an_object_is_ranked_by_its_latest_scored_alert_or_its_highest(store):
+    """An object unusual at its first detections and ordinary once more of its light curve is seen
+    drops under `latest`; a declined alert (no score) does not hide the scored one before it."""
+    store.upsert([score_record(1, 10, 0.99, mjd=60000.1), score_record(2, 10, 0.40, mjd=60000.5),
+                  score_record(3, 20, 0.80, mjd=60000.2), score_record(4, 20, None, mjd=60000.6,
+                                                                       reason="too few points: 2 < 3")])
+    latest = store.top_anomalies(60000, 60001, 10, by="latest")
+    assert [(r.dia_object_id, r.score, r.mjd) for r in latest] == [(20, pytest.approx(0.8), 60000.2),
+                                                                   (10, pytest.approx(0.4), 60000.5)]
+    highest = store.top_anomalies(60000, 60001, 10, by="highest")
+    assert [(r.dia_object_id, r.mjd) for r in highest] == [(10, 60000.1), (20, 60000.2)]
+    # a window that ends before the object's later alert: that one is not its latest there
+    assert store.top_anomalies(60000, 60000.3, 10, by="latest")[0].dia_object_id == 10
+    with pytest.raises(ValueError, match="by must be one of"):
+        store.top_anomalies(60000, 60001, 10, by="newest")
 
 
 def test_feedback_keeps_the_latest_label_per_object(store):
@@ -169,13 +188,19 @@ def test_anomalies_endpoint_ranks_stored_objects_and_takes_feedback(client):
     for obj in answer.json():
         [anomaly] = [r for r in obj["results"] if r["classifier"] == "anomaly"]
         scores[obj["diaObjectId"]] = max(scores.get(obj["diaObjectId"], 0), anomaly["score"])
-    everything = {"since": 0, "until": 1e6, "limit": 5}
+    everything = {"since": 0, "until": 1e6, "limit": 5, "rank": "highest"}
     page = client.get("/v1/anomalies", params=everything).json()
+    assert page["rank"] == "highest"
     assert [i["diaObjectId"] for i in page["items"]] == sorted(scores, key=lambda o: (-scores[o], -o))[:5]
+    if len(scores) == len(answer.json()):  # one alert per object: its latest is its highest
+        by_latest = client.get("/v1/anomalies", params={**everything, "rank": "latest"}).json()
+        assert by_latest["items"] == page["items"] and by_latest["rank"] == "latest"
+    assert client.get("/v1/anomalies", params={"rank": "newest"}).status_code == 422
     assert page["items"][0]["score"] == pytest.approx(max(scores.values()), abs=1e-6)
     assert set(page["items"][0]["latest"]) == {"rrlyrae", "supernova"}
     # by default, the day of observations up to the newest scored alert
     night = client.get("/v1/anomalies").json()
+    assert night["rank"] == "latest"  # the default
     newest = max(o["mjd"] for o in night["items"])
     assert night["until"] == pytest.approx(newest) and night["until"] - night["since"] == pytest.approx(1.0)
     following = client.get("/v1/anomalies", params={**everything, "cursor": page["next_cursor"]}).json()
@@ -256,3 +281,19 @@ def test_the_supervised_bound_tells_informative_features_from_noise():
     informative[:, 0] = rare + rng.normal(0, 0.3, 600)
     assert supervised_bound(informative, rare, seed=0, folds=5) > 0.9
     assert 0.35 < supervised_bound(noise, rare, seed=0, folds=5) < 0.65
+
+
+def test_an_object_is_replayed_as_the_alerts_its_detections_send():
+    """models/train/anomaly_alerts.py: one alert per detection (at most max_alerts, the last always),
+    each with every detection so far and no forced-only epoch."""
+    from models.train.anomaly_alerts import alert_curves
+    from models.train.datasets import Curve
+
+    t = np.arange(10.0)
+    detected = np.array([0, 1, 1, 0, 1, 1, 1, 0, 1, 1], dtype=bool)  # 7 detections
+    c = Curve(t, t + 1.0, np.ones(10), np.full(10, 2), 2222, "bts", "x", detected)
+    alerts = alert_curves(c, max_alerts=50)
+    assert [len(a.t) for a in alerts] == list(range(1, 8))
+    assert all(np.isin(a.t, t[detected]).all() for a in alerts)
+    few = alert_curves(c, max_alerts=3)
+    assert [len(a.t) for a in few] == [1, 4, 7]  # evenly over the detections, the last included

@@ -137,20 +137,30 @@ def judging_sets(train: Views, test: Views) -> dict[str, tuple[np.ndarray, np.nd
     """(X, is_rare, half) of the alert at each object's last detection ("latest" views): rare objects
     from either split (none was trained on), common ones only from the held-out split."""
     out = {}
-    for name, common, survey in (("real", is_common_real, "bts"),
-                                 ("simulated", is_common_simulated, "plasticc")):
+    for name in JUDGING_SETS:
         rows, rare, half = [], [], []
-        for views, take_common in ((train, False), (test, True)):
+        for views, held_out in ((train, False), (test, True)):
             for i, (c, kind) in enumerate(zip(views.curves, views.kind, strict=True)):
-                if kind != "latest":
+                if kind != "latest" or (judged := judged_as(name, c, held_out)) is None:
                     continue
-                r = is_rare(c) and c.source == survey
-                if r or (take_common and common(c)):
-                    rows.append(views.X[i])
-                    rare.append(r)
-                    half.append(_half(c.object_id))
+                rows.append(views.X[i])
+                rare.append(judged)
+                half.append(_half(c.object_id))
         out[name] = (np.array(rows), np.array(rare), np.array(half))
     return out
+
+
+# judging set -> (its common objects, the survey its rare ones come from)
+JUDGING_SETS = {"real": (is_common_real, "bts"), "simulated": (is_common_simulated, "plasticc")}
+
+
+def judged_as(judging_set: str, c, held_out: bool) -> bool | None:
+    """True: one of the set's rare objects (from either split: none was trained on); False: one of
+    its common ones (held-out split only); None: not judged in that set."""
+    common, survey = JUDGING_SETS[judging_set]
+    if is_rare(c) and c.source == survey:
+        return True
+    return False if held_out and common(c) else None
 
 
 def top_fraction_precision(score: np.ndarray, rare: np.ndarray, fraction: float = 0.01) -> float:

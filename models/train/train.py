@@ -424,8 +424,8 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     return {name: trainers[name]() for name in names}
 
 
-def load_training_set(data_dir: Path, seed: int) -> TrainingSet:
-    rng = np.random.default_rng(seed)
+def load_surveys(data_dir: Path) -> dict[str, list[datasets.Curve]]:
+    """The real and simulated surveys' objects, in the order the splits depend on."""
     progress(f"loading datasets from {data_dir}")
     sets = {"plasticc": datasets.load_plasticc(data_dir), "sesar": datasets.load_sesar(data_dir),
             "eros": datasets.load_eros(data_dir)}
@@ -436,11 +436,23 @@ def load_training_set(data_dir: Path, seed: int) -> TrainingSet:
         progress("  no ZTF BTS folder: the supernova model is trained without real supernovae")
     for name, curves in sets.items():
         progress(f"  {name}: {len(curves)} objects")
+    return sets
+
+
+def split_surveys(sets: dict[str, list[datasets.Curve]], seed: int) -> tuple[list, list]:
+    """The objects that train and those held out, over every survey of `load_surveys`."""
     train_c, test_c = [], []
     for i, (name, curves) in enumerate(sets.items()):
         a, b = bts_split(curves, seed) if name == "bts" else split_by_object(curves, seed + i)
         train_c += a
         test_c += b
+    return train_c, test_c
+
+
+def load_training_set(data_dir: Path, seed: int) -> TrainingSet:
+    rng = np.random.default_rng(seed)
+    sets = load_surveys(data_dir)
+    train_c, test_c = split_surveys(sets, seed)
     train, test = make_views(train_c, rng, band_subsets=True), make_views(test_c, rng)
     # Synthetic pulsators: their own generators, so the real surveys' views stay as they were.
     if (data_dir / "ogle3-variable-catalog").is_dir():

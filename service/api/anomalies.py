@@ -36,15 +36,20 @@ def _cursor(text: str | None) -> tuple[float, int] | None:
 
 
 @router.get("/anomalies", summary="The objects with the highest anomaly scores in a time window",
-            description="Objects ranked by their highest anomaly score among alerts observed in "
-                        "[since, until] (MJD, TAI; default: the day up to the newest scored alert), "
-                        "with each object's latest result per classifier. Cursor-paginated.",
+            description="Objects with alerts observed in [since, until] (MJD, TAI; default: the day "
+                        "up to the newest scored alert), ranked by the anomaly score of their latest "
+                        "scored alert in the window (`rank=latest`, the default: it has seen the most "
+                        "of the light curve) or by their highest (`rank=highest`), with each object's "
+                        "latest result per classifier. Cursor-paginated.",
             response_model=AnomalyPage, responses=errors(422))
 def anomalies(request: Request,
               since: float | None = Query(None, ge=0, le=1e6, description="MJD (TAI), inclusive"),
               until: float | None = Query(None, ge=0, le=1e6, description="MJD (TAI), inclusive"),
               cursor: str | None = Query(None, max_length=60, pattern=r"^[0-9.eE+-]+:[0-9]+$",
                                          description="`next_cursor` of the previous page"),
+              rank: Literal["latest", "highest"] = Query(
+                  "latest", description="an object's score in the window: its latest scored alert's, "
+                                        "or its highest"),
               limit: int = Query(100, ge=1, le=1000)) -> Response:
     store = core(request).store
     if until is None:
@@ -54,14 +59,14 @@ def anomalies(request: Request,
         since = until - NIGHT_D
     if since > until:
         raise HTTPException(422, "since is after until", headers={"x-reason": "validation_error"})
-    ranked = store.top_anomalies(since, until, limit, _cursor(cursor))
+    ranked = store.top_anomalies(since, until, limit, _cursor(cursor), by=rank)
     items = []
     for obj in ranked:
         latest = {row["classifier"]: _public(row) for row in store.latest_results(obj.dia_object_id)}
         items.append({"diaObjectId": obj.dia_object_id, "score": obj.score, "mjd": obj.mjd,
                       "classifier": obj.classifier, "version": obj.version, "latest": latest})
     next_cursor = f"{ranked[-1].score!r}:{ranked[-1].dia_object_id}" if len(ranked) == limit else None
-    page = {"since": since, "until": until, "items": items, "next_cursor": next_cursor}
+    page = {"since": since, "until": until, "rank": rank, "items": items, "next_cursor": next_cursor}
     return Response(orjson.dumps(page), media_type="application/json")
 
 

@@ -65,8 +65,9 @@ class ClassificationPage(BaseModel):
 
 class RankedAnomaly(BaseModel):
     diaObjectId: int
-    score: float = Field(description="the object's highest anomaly score in the window")
-    mjd: float = Field(description="observation time (MJD, TAI) of its latest scored alert in the window")
+    score: float = Field(description="the object's anomaly score in the window: its latest scored alert's "
+                                     "(`rank=latest`) or its highest (`rank=highest`)")
+    mjd: float = Field(description="observation time (MJD, TAI) of the alert that gave the score")
     classifier: str
     version: str
     latest: dict[str, StoredClassification] = Field(description="per classifier, its latest result")
@@ -75,6 +76,7 @@ class RankedAnomaly(BaseModel):
 class AnomalyPage(BaseModel):
     since: float = Field(description="window start, MJD (TAI)")
     until: float = Field(description="window end, MJD (TAI)")
+    rank: str = Field(description="`latest` or `highest`: which of an object's scores in the window ranks it")
     items: list[RankedAnomaly]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
 
