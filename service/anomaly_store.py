@@ -99,17 +99,17 @@ class AnomalyTables:
         seen: set[int] = set()
         walk = not self._window_fewer_than(WALK_FROM, since_mjd, until_mjd)
         # "latest": the time of each object's latest scored alert; the whole window's at once when
-        # it is small, else object by object as the walk meets them
+        # it is small, else for the new objects of each chunk the walk reads
         latest = {} if by == "highest" or walk else self._latest_scored(since_mjd, until_mjd)
         key = after
         while True:
             rows = self._ranked_rows(since_mjd, until_mjd, key, RANK_CHUNK if walk else None)
+            if by == "latest" and walk:
+                latest |= self._latest_scored(since_mjd, until_mjd, {r[1] for r in rows} - latest.keys())
             for score, oid, mjd, classifier, version in rows:
                 if oid in seen:
                     continue
                 if by == "latest":
-                    if oid not in latest:
-                        latest[oid] = self._latest_scored(since_mjd, until_mjd, oid)[oid]
                     if mjd != latest[oid]:  # an earlier alert of the object: its latest ranks it
                         continue
                     seen.add(oid)
@@ -126,12 +126,16 @@ class AnomalyTables:
                 return out
             key = (rows[-1][0], rows[-1][1])  # that object's other rows at that score: seen already
 
-    def _latest_scored(self, since_mjd: float, until_mjd: float, dia_object_id: int | None = None
+    def _latest_scored(self, since_mjd: float, until_mjd: float, objects: set[int] | None = None
                        ) -> dict[int, float]:
-        """diaObjectId -> the time of its latest scored alert in the window (one object, or all)."""
+        """diaObjectId -> the time of its latest scored alert in the window: of the given objects
+        (one query), or of every object in it."""
+        if objects is not None and not objects:
+            return {}
         where, params = "", [since_mjd, until_mjd]
-        if dia_object_id is not None:
-            where, params = " AND dia_object_id = ?", [*params, dia_object_id]
+        if objects is not None:
+            where = f" AND dia_object_id IN ({', '.join('?' * len(objects))})"
+            params += sorted(objects)
         with self._connection() as conn:
             cur = conn.cursor()
             cur.execute(self._sql("SELECT dia_object_id, MAX(mjd) FROM anomaly_scores WHERE mjd BETWEEN ? "
