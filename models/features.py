@@ -21,6 +21,8 @@ from typing import Protocol
 import light_curve as lc
 import numpy as np
 
+from models import templates
+
 BANDS = ("u", "g", "r", "i", "z", "y")
 
 # Periodogram grid: angular frequencies 0..2*pi/0.18 d (periods >= 0.18 d, below the shortest RRc)
@@ -87,10 +89,15 @@ SLOPE_NAMES = ([f"pre_peak_slope_{BANDS[b]}" for b in SLOPE_BANDS]
                + [f"post_peak_slope_{BANDS[b]}" for b in SLOPE_BANDS]
                + ["post_peak_slope_g_minus_r", "peak_time_g_minus_r", "colour_gr_slope_post_peak"])
 COUNT_NAMES = ["log_n_points", "log_span_days", "n_bands"]
+# How much of the curve each real-supernova template leaves unexplained (models/templates.py), and
+# the Ia template against the others (log10 of the ratio: negative = more Ia-like)
+TEMPLATE_TYPES = ("Ia", "II", "Ibc")
+TEMPLATE_NAMES = ([f"template_unexplained_{k.lower()}" for k in TEMPLATE_TYPES]
+                  + ["template_ia_vs_ii", "template_ia_vs_ibc"])
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
     SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + RRL_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + EVOLUTION_NAMES
-    + PHASE_NAMES + EARLY_NAMES + SLOPE_NAMES + COUNT_NAMES)
+    + PHASE_NAMES + EARLY_NAMES + SLOPE_NAMES + COUNT_NAMES + TEMPLATE_NAMES)
 
 
 @dataclass
@@ -495,6 +502,15 @@ def _slopes(bands: dict[int, tuple[np.ndarray, np.ndarray]], pairs_gr: np.ndarra
                peaks[1] - peaks[2] if 1 in peaks and 2 in peaks else nan, colour_slope])
 
 
+def _template_fits(p: _Prepared) -> list[float]:
+    if templates.load()[0] != TEMPLATE_TYPES:
+        raise ValueError(f"{templates.TEMPLATES_PATH} holds templates {templates.load()[0]}, the features "
+                         f"expect {TEMPLATE_TYPES}: run `alert-classifier train`")
+    left = templates.unexplained(p.t, p.flux, p.err, p.band)
+    ia, ii, ibc = left
+    return [*left.tolist(), _log10(ia / ii) if ii > 0 else np.nan, _log10(ia / ibc) if ibc > 0 else np.nan]
+
+
 def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
     """Features of many light curves: float32 [len(curves), len(FEATURE_NAMES)], NaN where undefined.
 
@@ -568,6 +584,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         row += _slopes(bands, pairs_gr)
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
                 float(np.count_nonzero(p.counts))]
+        row += _template_fits(p)
         out[i, col:] = row
     out[np.isinf(out)] = np.nan  # overflow (a ratio beyond float32) is as undefined as 0/0
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,8 @@ import onnxruntime as ort
 from models import features
 from models.errors import ModelError
 from models.taxonomy import NOT_CLASSIFIED
+
+log = logging.getLogger(__name__)
 
 ARTIFACTS = Path(__file__).with_name("artifacts")
 
@@ -207,12 +210,21 @@ class Registry:
     def __init__(self, root: Path = ARTIFACTS, names: list[str] | None = None,
                  extra: Path | None = None) -> None:
         self.models: dict[str, LoadedModel] = {}
-        cards = sorted(root.glob("*/*/card.json")) + (sorted(extra.glob("*/*/card.json")) if extra else [])
-        for card in cards:
+        shipped = sorted(root.glob("*/*/card.json"))
+        retrained = sorted(extra.glob("*/*/card.json")) if extra else []
+        for card in shipped + retrained:
             name = card.parent.parent.name
             if names and name not in names:
                 continue
-            model = load_model(card.parent)
+            try:
+                model = load_model(card.parent)
+            except ModelError as exc:
+                if card not in retrained:
+                    raise
+                # a retrain of an older release (its features changed since): the shipped one serves
+                log.warning("skipping the retrained model %s: %s; run `alert-classifier anomaly retrain` "
+                            "again to learn from the feedback with the current features", card.parent, exc)
+                continue
             current = self.models.get(name)
             if current is None or _version_key(model.version) > _version_key(current.version):
                 self.models[name] = model

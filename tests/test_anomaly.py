@@ -235,14 +235,15 @@ def test_feedback_then_retrain_gives_a_new_version_that_ranks_the_labelled_anoma
             assert c.post(f"/v1/anomalies/{oid}/feedback", json={"label": label}).status_code == 200
     monkeypatch.setenv("ALERT_CLASSIFIER_DATA_DIR", str(tmp_path))
     assert main(["anomaly", "retrain"]) == 0
-    assert "anomaly 1.0.0.1" in capsys.readouterr().out
+    new_version = next_version(registry.models["anomaly"].version)  # 1.1.0 -> 1.1.0.1
+    assert f"anomaly {new_version}" in capsys.readouterr().out
     retrained = Registry(extra=settings.retrained_models_dir)
-    assert retrained.models["anomaly"].version == "1.0.0.1"
+    assert retrained.models["anomaly"].version == new_version
     with TestClient(create_app(settings, registry=retrained)) as c:
         answer = _post(c, records)
         assert answer.status_code == 200, answer.text
         after = {o["diaObjectId"]: o["results"][-1]["score"] for o in answer.json()}
-        assert all(o["results"][-1]["version"] == "1.0.0.1" for o in _post(c, records[:2]).json())
+        assert all(o["results"][-1]["version"] == new_version for o in _post(c, records[:2]).json())
     assert min(after[o] for o in anomalies) > max(after[o] for o in normals)
     assert np.mean([after[o] for o in anomalies]) > np.mean([before[o] for o in anomalies])
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.features import FEATURE_NAMES, PERIOD_GRID, SIDEREAL_DAY_FREQ, extract
+from models.features import BANDS, FEATURE_NAMES, PERIOD_GRID, SIDEREAL_DAY_FREQ, extract
 from streaming.lightcurve import LightCurve
 from streaming.simulate import simulate_object
 
@@ -45,7 +45,9 @@ def test_short_curves_give_nan_not_zero():
     assert np.isnan(X[period]) and np.isnan(X[FEATURE_NAMES.index("skew")])
     assert X[FEATURE_NAMES.index("n_bands")] == 1
     empty = LightCurve.from_arrays([], [], [], [])
-    assert np.isnan(extract([empty])[0][:-1]).all()  # every feature NaN but the band count (0)
+    nothing = extract([empty])[0]
+    n_bands = FEATURE_NAMES.index("n_bands")
+    assert nothing[n_bands] == 0 and np.isnan(np.delete(nothing, n_bands)).all()  # NaN but the band count
 
 
 def test_rr_lyrae_period_is_recovered():
@@ -212,3 +214,27 @@ def test_a_batch_gives_each_curve_exactly_the_features_it_gets_alone():
     alone = np.vstack([extract([c]) for c in curves])
     assert np.array_equal(together, alone, equal_nan=True)
     assert np.isfinite(together[-1]).sum() > 30  # the long curve has its features, not NaN
+
+
+def test_a_curve_drawn_from_a_template_fits_that_template_best():
+    """models/templates.py: an SN Ia template, shifted, scaled and sampled in g and r, leaves ~nothing
+    unexplained by the Ia template and more by the others; any scale gives the same; too few g and r
+    points (other bands do not count) give NaN."""
+    from models import templates
+
+    names, phases, table = templates.load()
+    ia = names.index("Ia")
+    rng = np.random.default_rng(3)
+    t = np.sort(rng.uniform(-10, 60, 40)) + 60000.0
+    band = np.where(np.arange(40) % 2, 1, 2)  # g, r alternating
+    peak = 60012.0
+    flux = 5e4 * np.where(band == 1, np.interp(t - peak, phases, table[ia, 0]),
+                          np.interp(t - peak, phases, table[ia, 1]))
+    err = np.full(40, 50.0)
+    left = templates.unexplained(t, flux, err, band)
+    assert left[ia] < 0.01 and left[ia] == min(left)
+    np.testing.assert_allclose(templates.unexplained(t, flux * 1e-3, err * 1e-3, band), left, rtol=1e-9)
+    assert np.isnan(templates.unexplained(t, flux, err, np.full(40, 3))).all()  # i band only
+    assert np.isnan(templates.unexplained(t[:2], flux[:2], err[:2], band[:2])).all()
+    X = extract([LightCurve.from_arrays(t, flux, err, [BANDS[b] for b in band])])[0]
+    assert X[FEATURE_NAMES.index("template_ia_vs_ii")] < 0  # more Ia-like than II-like

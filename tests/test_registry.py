@@ -99,6 +99,22 @@ def test_refuses_a_card_whose_features_disagree(tmp_path):
         load_model(folder)
 
 
+def test_a_retrain_of_an_older_feature_set_is_skipped_and_the_shipped_model_serves(tmp_path, caplog):
+    """`alert-classifier anomaly retrain` output from before a feature change (under the data
+    directory) must not stop the service: it is skipped with a warning saying what to do."""
+    shipped = Registry(names=["anomaly"]).models["anomaly"]
+    old = tmp_path / "anomaly" / "9.9.9.1"
+    shutil.copytree(shipped.folder, old)
+    card = json.loads((old / "card.json").read_text())
+    card["version"], card["feature_names"] = "9.9.9.1", card["feature_names"][:-1]
+    (old / "card.json").write_text(json.dumps(card))
+    registry = Registry(names=["anomaly"], extra=tmp_path)
+    assert registry.models["anomaly"].version == shipped.version
+    assert "anomaly retrain` again" in caplog.text and "9.9.9.1" in caplog.text
+    with pytest.raises(ModelError):  # a shipped artefact that disagrees still refuses to start
+        Registry(root=tmp_path)
+
+
 def test_refuses_a_tampered_onnx_file(tmp_path):
     folder = _copy(tmp_path)
     (folder / "model.onnx").write_bytes((folder / "model.onnx").read_bytes() + b"\0")

@@ -26,8 +26,8 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import f1_score, roc_auc_score
 
-from models import features
-from models.taxonomy import LABELS, RESIDUAL, RR_LYRAE, SN_IA, SUPERNOVA_CLASSES
+from models import features, templates
+from models.taxonomy import LABELS, RESIDUAL, RR_LYRAE, SN_IA, SN_IBC, SN_II, SUPERNOVA_CLASSES
 from models.train import datasets, nearer, synthetic
 from models.train.export import export_model
 
@@ -43,7 +43,7 @@ from models.train.export import export_model
 #: 2.0.0: supernova also trained on real ZTF Bright Transient Survey supernovae typed by their spectra
 #: (70% of the objects of each type; the rest held out); magnitude slopes before and after each
 #: band's peak added to the features
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.1.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -453,6 +453,14 @@ def load_training_set(data_dir: Path, seed: int) -> TrainingSet:
     rng = np.random.default_rng(seed)
     sets = load_surveys(data_dir)
     train_c, test_c = split_surveys(sets, seed)
+    if "bts" in sets:  # the supernova templates of the features: from the real training objects only
+        made = templates.build([c for c in train_c if c.source == "bts"],
+                               dict(zip(features.TEMPLATE_TYPES, (SN_IA, SN_II, SN_IBC), strict=True)))
+        templates.save(made)
+        progress("  supernova templates from the BTS training objects: "
+                 + ", ".join(f"{k} {made[k]['objects']}" for k in features.TEMPLATE_TYPES))
+    else:
+        progress(f"  no ZTF BTS folder: the features use the shipped templates ({templates.TEMPLATES_PATH})")
     train, test = make_views(train_c, rng, band_subsets=True), make_views(test_c, rng)
     # Synthetic pulsators: their own generators, so the real surveys' views stay as they were.
     if (data_dir / "ogle3-variable-catalog").is_dir():

@@ -1,0 +1,109 @@
+"""Supernova light-curve templates and how well a curve fits each (PSNID-like features).
+
+A template is the median g and r light curve of one type of real supernova (ZTF BTS training
+objects, spectroscopically typed: Ia, II, Ib/c), in units of the r-band peak flux, on a grid of days
+from that peak. A curve is fitted by each template shifted in time and stretched, with a free
+amplitude (so the fit is free of distance and zero point); what it leaves unexplained, as a fraction
+of the curve's weighted flux, says how much it looks like that type. Only g and r points are used:
+the bands the templates were made from.
+
+`build` is run by training (models/train/train.py) on the training objects only and written to
+TEMPLATES_PATH, which the feature extractor loads: the service needs no training data.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+TEMPLATES_PATH = Path(__file__).resolve().parent / "artifacts" / "sn_templates.json"
+PHASES_D = np.arange(-30.0, 151.0, 1.0)  # days from the r-band peak
+TEMPLATE_BANDS = (1, 2)  # g, r
+MIN_PEAK_BAND_POINTS = 5  # r points an object needs to give a template its peak
+# The fits try the observed peak moved by these days and these stretches of the template's clock
+SHIFTS_D = np.arange(-25.0, 16.0, 1.0)
+STRETCHES = np.array([0.7, 0.85, 1.0, 1.2, 1.45])
+MIN_POINTS = 3
+
+
+def build(curves: Sequence, class_ids: dict[str, int]) -> dict:
+    """{type name: {"g": [...], "r": [...]}} plus the phase grid: per type, the median over its
+    objects of g and r flux / r peak flux, interpolated on PHASES_D inside each object's observed
+    span (never extrapolated); a phase no object covers is 0 (no light expected)."""
+    out: dict = {"phases_d": PHASES_D.tolist()}
+    for name, class_id in class_ids.items():
+        rows = []
+        for c in curves:
+            if c.class_id != class_id:
+                continue
+            r = c.band == 2
+            if r.sum() < MIN_PEAK_BAND_POINTS or not c.flux[r].max() > 0:
+                continue
+            i = int(c.flux[r].argmax())
+            t_peak, f_peak = c.t[r][i], c.flux[r][i]
+            row = []
+            for b in TEMPLATE_BANDS:
+                m = c.band == b
+                values = np.full(len(PHASES_D), np.nan)
+                if m.sum() >= 2:
+                    phase, flux = c.t[m] - t_peak, c.flux[m] / f_peak
+                    inside = (phase.min() <= PHASES_D) & (phase.max() >= PHASES_D)
+                    values[inside] = np.interp(PHASES_D[inside], phase, flux)
+                row.append(values)
+            rows.append(np.concatenate(row))
+        with warnings.catch_warnings():  # a phase no object covers: NaN, then 0 below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            median = np.nanmedian(np.array(rows), axis=0) if rows else np.zeros(2 * len(PHASES_D))
+        median = np.where(np.isfinite(median), median, 0.0)
+        out[name] = {"objects": len(rows), "g": np.round(median[:len(PHASES_D)], 6).tolist(),
+                     "r": np.round(median[len(PHASES_D):], 6).tolist()}
+    return out
+
+
+def save(templates: dict, path: Path = TEMPLATES_PATH) -> None:
+    path.write_text(json.dumps(templates, indent=1) + "\n")
+    load.cache_clear()
+
+
+@cache
+def load(path: Path = TEMPLATES_PATH) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """(type names, phase grid, [type, band, phase] template fluxes)."""
+    data = json.loads(path.read_text())
+    names = tuple(k for k in data if k != "phases_d")
+    table = np.array([[data[k]["g"], data[k]["r"]] for k in names], dtype=np.float64)
+    return names, np.array(data["phases_d"], dtype=np.float64), table
+
+
+def unexplained(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Per template, the smallest fraction of the weighted flux (sum of w f^2) left unexplained by
+    amplitude * template((t - t0) / stretch) over the shifts and stretches tried, positive
+    amplitudes only; NaN with fewer than MIN_POINTS g and r points or no positive fit."""
+    names, phases, table = load()
+    keep = np.isin(band, TEMPLATE_BANDS)
+    t, flux, err, band = t[keep], flux[keep], err[keep], band[keep]
+    out = np.full(len(names), np.nan)
+    if len(t) < MIN_POINTS or not flux.max() > 0:
+        return out
+    w = 1.0 / err ** 2
+    total = float(w @ (flux * flux))
+    t0 = t[flux.argmax()] + SHIFTS_D
+    # [stretch * shift, point]: the template phase of every point in every trial
+    phase = ((t[None, None, :] - t0[None, :, None]) / STRETCHES[:, None, None]).reshape(-1, len(t))
+    per_band = [(phase[:, band == b], w[band == b], (w * flux)[band == b]) for b in TEMPLATE_BANDS]
+    for k in range(len(names)):
+        mm = mf = 0.0
+        for j, (ph, w_b, wf_b) in enumerate(per_band):
+            model = np.interp(ph, phases, table[k, j], left=0.0, right=0.0)
+            mm = mm + (model * model) @ w_b
+            mf = mf + model @ wf_b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            explained = np.where((mm > 0) & (mf > 0), mf * mf / mm, -np.inf)
+        best = explained.max()
+        if np.isfinite(best) and total > 0:
+            out[k] = max(total - best, 0.0) / total
+    return out
