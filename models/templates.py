@@ -7,8 +7,9 @@ amplitude (so the fit is free of distance and zero point); what it leaves unexpl
 of the curve's weighted flux, says how much it looks like that type. Only g and r points are used:
 the bands the templates were made from.
 
-`build` is run by training (models/train/train.py) on the training objects only and written to
-TEMPLATES_PATH, which the feature extractor loads: the service needs no training data.
+`build` is run by training (models/train/train.py) on the training objects only and written beside
+the models it trains (`<out>/sn_templates.json`; the shipped ones are TEMPLATES_PATH, which the
+feature extractor loads): the service needs no training data.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -66,17 +66,27 @@ def build(curves: Sequence, class_ids: dict[str, int]) -> dict:
 
 
 def save(templates: dict, path: Path = TEMPLATES_PATH) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(templates, indent=1) + "\n")
-    load.cache_clear()
 
 
-@cache
-def load(path: Path = TEMPLATES_PATH) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
-    """(type names, phase grid, [type, band, phase] template fluxes)."""
-    data = json.loads(path.read_text())
-    names = tuple(k for k in data if k != "phases_d")
-    table = np.array([[data[k]["g"], data[k]["r"]] for k in names], dtype=np.float64)
-    return names, np.array(data["phases_d"], dtype=np.float64), table
+_active: tuple[tuple[str, ...], np.ndarray, np.ndarray] | None = None
+
+
+def activate(templates: dict) -> None:
+    """Make these templates the ones the features use in this process (training, before it extracts
+    features); otherwise the shipped TEMPLATES_PATH is read on first use."""
+    global _active
+    names = tuple(k for k in templates if k != "phases_d")
+    table = np.array([[templates[k]["g"], templates[k]["r"]] for k in names], dtype=np.float64)
+    _active = (names, np.array(templates["phases_d"], dtype=np.float64), table)
+
+
+def load() -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """(type names, phase grid, [type, band, phase] template fluxes) in use."""
+    if _active is None:
+        activate(json.loads(TEMPLATES_PATH.read_text()))
+    return _active
 
 
 def unexplained(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray) -> np.ndarray:

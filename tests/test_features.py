@@ -238,3 +238,34 @@ def test_a_curve_drawn_from_a_template_fits_that_template_best():
     assert np.isnan(templates.unexplained(t[:2], flux[:2], err[:2], band[:2])).all()
     X = extract([LightCurve.from_arrays(t, flux, err, [BANDS[b] for b in band])])[0]
     assert X[FEATURE_NAMES.index("template_ia_vs_ii")] < 0  # more Ia-like than II-like
+
+
+def test_templates_are_medians_of_each_type_in_units_of_the_r_peak(tmp_path):
+    """build: per type, the median g and r curve of its objects divided by each one's r peak, on
+    days from that peak (0 where no object reaches); save + activate round-trip."""
+    import json
+
+    from models import templates
+    from models.train.datasets import Curve
+
+    t = np.arange(0.0, 40.0, 2.0)
+    band = np.where(np.arange(len(t)) % 2, 1, 2)
+    shape = np.exp(-0.5 * ((t - 10.0) / 6.0) ** 2)
+    curves = [Curve(t, scale * shape * np.where(band == 1, 0.5, 1.0), np.ones(len(t)), band, 2222, "bts",
+                    f"o{k}", np.ones(len(t), bool)) for k, scale in enumerate((10.0, 300.0, 7e4))]
+    curves.append(Curve(t[:3], np.ones(3), np.ones(3), np.full(3, 2), 2222, "bts", "short", np.ones(3, bool)))
+    made = templates.build(curves, {"Ia": 2222, "II": 2224})
+    assert made["Ia"]["objects"] == 3 and made["II"]["objects"] == 0  # the 3-point curve gives no peak
+    phases = np.array(made["phases_d"])
+    r = np.array(made["Ia"]["r"])
+    assert r[phases == 0.0][0] == pytest.approx(1.0, abs=0.02)  # the r peak, whatever the scale
+    assert np.array(made["Ia"]["g"])[phases == 0.0][0] == pytest.approx(0.5, abs=0.05)  # g interpolated
+    assert r[phases == -30.0][0] == 0.0 and not np.any(made["II"]["r"])
+    path = tmp_path / "models" / "sn_templates.json"
+    templates.save(made, path)
+    try:
+        templates.activate(json.loads(path.read_text()))
+        assert templates.load()[0] == ("Ia", "II")
+    finally:
+        templates.activate(json.loads(templates.TEMPLATES_PATH.read_text()))
+    assert templates.load()[0] == ("Ia", "II", "Ibc")

@@ -416,7 +416,7 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     from models.train.anomaly import VERSION as ANOMALY_VERSION
     from models.train.anomaly import train_anomaly
 
-    ts = load_training_set(data_dir, seed)
+    ts = load_training_set(data_dir, seed, templates_out=out_dir / templates.TEMPLATES_PATH.name)
     trainers = {"rrlyrae": lambda: train_rrlyrae(ts, out_dir, version),
                 "supernova": lambda: train_supernova(ts, out_dir, version),
                 # its own version line: it is judged and versioned apart from the classifiers
@@ -449,14 +449,18 @@ def split_surveys(sets: dict[str, list[datasets.Curve]], seed: int) -> tuple[lis
     return train_c, test_c
 
 
-def load_training_set(data_dir: Path, seed: int) -> TrainingSet:
+def load_training_set(data_dir: Path, seed: int, templates_out: Path | None = None) -> TrainingSet:
+    """Every survey split by object, with its views' features. The supernova templates of the
+    features are built from the BTS training objects first (written to `templates_out` if given)."""
     rng = np.random.default_rng(seed)
     sets = load_surveys(data_dir)
     train_c, test_c = split_surveys(sets, seed)
     if "bts" in sets:  # the supernova templates of the features: from the real training objects only
         made = templates.build([c for c in train_c if c.source == "bts"],
                                dict(zip(features.TEMPLATE_TYPES, (SN_IA, SN_II, SN_IBC), strict=True)))
-        templates.save(made)
+        templates.activate(made)
+        if templates_out is not None:
+            templates.save(made, templates_out)
         progress("  supernova templates from the BTS training objects: "
                  + ", ".join(f"{k} {made[k]['objects']}" for k in features.TEMPLATE_TYPES))
     else:
