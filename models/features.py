@@ -502,10 +502,13 @@ def _slopes(bands: dict[int, tuple[np.ndarray, np.ndarray]], pairs_gr: np.ndarra
                peaks[1] - peaks[2] if 1 in peaks and 2 in peaks else nan, colour_slope])
 
 
+def _check_templates() -> None:
+    if (names := templates.load()[0]) != TEMPLATE_TYPES:
+        raise ValueError(f"{templates.TEMPLATES_PATH} holds templates {names}, the features expect "
+                         f"{TEMPLATE_TYPES}: run `alert-classifier train`")
+
+
 def _template_fits(p: _Prepared) -> list[float]:
-    if templates.load()[0] != TEMPLATE_TYPES:
-        raise ValueError(f"{templates.TEMPLATES_PATH} holds templates {templates.load()[0]}, the features "
-                         f"expect {TEMPLATE_TYPES}: run `alert-classifier train`")
     left = templates.unexplained(p.t, p.flux, p.err, p.band)
     ia, ii, ibc = left
     return [*left.tolist(), _log10(ia / ii) if ii > 0 else np.nan, _log10(ia / ibc) if ibc > 0 else np.nan]
@@ -538,6 +541,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     out = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
     if n == 0:
         return out
+    _check_templates()  # once a batch, not once a curve
     prepared = _prepare_all(curves)
     std = [(p.t, p.std_flux, p.std_err) for p in prepared]
 
