@@ -269,3 +269,27 @@ def test_templates_are_medians_of_each_type_in_units_of_the_r_peak(tmp_path):
     finally:
         templates.activate(json.loads(templates.TEMPLATES_PATH.read_text()))
     assert templates.load()[0] == ("Ia", "II", "Ibc")
+
+
+def test_template_interpolation_is_np_interp_to_the_bit():
+    """The fits' interpolation by day index gives np.interp's numbers exactly (the shipped models were
+    trained on those): between days, on them, at both ends of the grid and beyond, for every type and
+    band; a grid not in whole days is refused."""
+    from models import templates
+
+    names, phases, table = templates.load()
+    rng = np.random.default_rng(5)
+    phase = np.concatenate([rng.uniform(phases[0] - 20, phases[-1] + 20, 4000), np.arange(-60.0, 200.0),
+                            phases[[0, -1]], np.nextafter(phases[[0, -1]], [-np.inf, np.inf]),
+                            np.nextafter(np.arange(-30.0, 152.0), -np.inf)]).reshape(2, -1)
+    for j in range(table.shape[1]):
+        got = templates._interpolate(phase, phases, templates._padded[:, j], templates._padded_slopes[:, j])
+        for k in range(len(names)):
+            want = np.interp(phase, phases, table[k, j], left=0.0, right=0.0)
+            assert np.array_equal(got[k], want), (names[k], j)
+    import json
+    made = json.loads(templates.TEMPLATES_PATH.read_text())
+    made["phases_d"] = [p / 2 for p in made["phases_d"]]
+    with pytest.raises(ValueError, match="whole days"):
+        templates.activate(made)
+    assert templates.load()[0] == ("Ia", "II", "Ibc")  # the refused templates did not replace these
