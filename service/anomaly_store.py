@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from streaming.records import ClassificationRecord
 
@@ -43,9 +44,11 @@ UPSERT_SCORE = """INSERT INTO anomaly_scores (dia_source_id, classifier, version
     ingest_timestamp_ms = excluded.ingest_timestamp_ms"""
 UPSERT_FEEDBACK = """INSERT INTO anomaly_feedback (dia_object_id, label, updated_ms) VALUES (?, ?, ?)
     ON CONFLICT (dia_object_id) DO UPDATE SET label = excluded.label, updated_ms = excluded.updated_ms"""
-LABELS = ("anomaly", "normal")
+Label = Literal["anomaly", "normal"]
+LABELS: tuple[str, ...] = get_args(Label)
 # how an object with several alerts in a window is ranked (`top_anomalies`, `GET /v1/anomalies`)
-RANKINGS = ("latest", "highest")
+Ranking = Literal["latest", "highest"]
+RANKINGS: tuple[str, ...] = get_args(Ranking)
 RANK_CHUNK = 500  # rows fetched at a time while walking the score index
 # windows of this many rows or more are walked down the score index; fewer are sorted (< ~25 ms)
 WALK_FROM = 5_000
@@ -84,7 +87,7 @@ class AnomalyTables:
         return None if newest is None else float(newest)
 
     def top_anomalies(self, since_mjd: float, until_mjd: float, limit: int,
-                      after: tuple[float, int] | None = None, by: str = "highest") -> list[RankedObject]:
+                      after: tuple[float, int] | None = None, by: Ranking = "highest") -> list[RankedObject]:
         """Objects by one score each among their alerts observed in [since, until], highest first
         (ties: larger diaObjectId first); `after` is the (score, diaObjectId) of the previous page's
         last object. `by`: "highest", the object's highest score in the window (each object's

@@ -3,13 +3,12 @@ feedback on them (which `alert-classifier anomaly retrain` learns from)."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
+from service.anomaly_store import Label, Ranking
 from service.api.deps import core, reject_unknown_query_parameters, require_write_access
 from service.api.queries import _public
 from service.api.schemas import AnomalyPage, FeedbackAnswer, errors
@@ -21,7 +20,7 @@ NIGHT_D = 1.0  # the default window: the day of observations up to the newest sc
 
 class Feedback(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    label: Literal["anomaly", "normal"]
+    label: Label
 
 
 def _cursor(text: str | None) -> tuple[float, int] | None:
@@ -47,7 +46,7 @@ def anomalies(request: Request,
               until: float | None = Query(None, ge=0, le=1e6, description="MJD (TAI), inclusive"),
               cursor: str | None = Query(None, max_length=60, pattern=r"^[0-9.eE+-]+:[0-9]+$",
                                          description="`next_cursor` of the previous page"),
-              rank: Literal["latest", "highest"] = Query(
+              rank: Ranking = Query(
                   "latest", description="an object's score in the window: its latest scored alert's, "
                                         "or its highest"),
               limit: int = Query(100, ge=1, le=1000)) -> Response:
