@@ -90,10 +90,13 @@ SLOPE_NAMES = ([f"pre_peak_slope_{BANDS[b]}" for b in SLOPE_BANDS]
                + ["post_peak_slope_g_minus_r", "peak_time_g_minus_r", "colour_gr_slope_post_peak"])
 COUNT_NAMES = ["log_n_points", "log_span_days", "n_bands"]
 # How much of the curve each real-supernova template leaves unexplained (models/templates.py), and
-# the Ia template against the others (log10 of the ratio: negative = more Ia-like)
+# the Ia template against the others (log10 of the ratio: negative = more Ia-like); then the Ia
+# template's stretch and colour offset at its best fit (2.2.0; BTS training split, 5-fold CV, two fold
+# draws: type accuracy on latest alerts 0.851 / 0.855 -> 0.863 / 0.861)
 TEMPLATE_TYPES = ("Ia", "II", "Ibc")
 TEMPLATE_NAMES = ([f"template_unexplained_{k.lower()}" for k in TEMPLATE_TYPES]
-                  + ["template_ia_vs_ii", "template_ia_vs_ibc"])
+                  + ["template_ia_vs_ii", "template_ia_vs_ibc", "template_ia_log_stretch",
+                     "template_ia_colour_gr"])
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
     SHAPE_NAMES + PERIOD_NAMES + FOURIER_NAMES + RRL_NAMES + TRANSIENT_NAMES + COLOUR_NAMES + EVOLUTION_NAMES
@@ -509,9 +512,10 @@ def _check_templates() -> None:
 
 
 def _template_fits(p: _Prepared) -> list[float]:
-    left = templates.unexplained(p.t, p.flux, p.err, p.band)
-    ia, ii, ibc = left
-    return [*left.tolist(), _log10(ia / ii) if ii > 0 else np.nan, _log10(ia / ibc) if ibc > 0 else np.nan]
+    fits = templates.fit(p.t, p.flux, p.err, p.band)
+    ia, ii, ibc = left = fits[:, 0]
+    return [*left.tolist(), _log10(ia / ii) if ii > 0 else np.nan, _log10(ia / ibc) if ibc > 0 else np.nan,
+            *fits[0, 1:].tolist()]
 
 
 def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:

@@ -114,14 +114,20 @@ def _interpolate(phase: np.ndarray, phases: np.ndarray, padded: np.ndarray, padd
     return padded_slopes.take(index, axis=1) * (phase - day) + padded.take(index, axis=1)
 
 
-def unexplained(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """Per template, the smallest fraction of the weighted flux (sum of w f^2) left unexplained by
-    amplitude * template((t - t0) / stretch) over the shifts and stretches tried, positive
-    amplitudes only; NaN with fewer than MIN_POINTS g and r points or no positive fit."""
+FIT_COLUMNS = ("unexplained", "log_stretch", "colour_gr")
+
+
+def fit(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """[template, FIT_COLUMNS]: per template, the smallest fraction of the weighted flux (sum of w f^2)
+    left unexplained by amplitude * template((t - t0) / stretch) over the shifts and stretches
+    tried (positive amplitudes only); log10 of that fit's stretch; and the g-r colour of the curve
+    against the template's at that fit (-2.5 log10 of the ratio of g's and r's own best amplitudes:
+    like SALT2's stretch and colour, a normal SN Ia sits near 0 in both). NaN with fewer than
+    MIN_POINTS g and r points or no positive fit; the colour also without a positive fit in each band."""
     names, phases, _ = load()
     keep = (band == TEMPLATE_BANDS[0]) | (band == TEMPLATE_BANDS[1])  # np.isin costs ~40 us a call
     t, flux, err, band = t[keep], flux[keep], err[keep], band[keep]
-    out = np.full(len(names), np.nan)
+    out = np.full((len(names), len(FIT_COLUMNS)), np.nan)
     if len(t) < MIN_POINTS or not flux.max() > 0:
         return out
     w = 1.0 / err ** 2
@@ -129,8 +135,9 @@ def unexplained(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarr
     t0 = t[flux.argmax()] + SHIFTS_D
     # [stretch * shift, point]: the template phase of every point in every trial
     phase = ((t[None, None, :] - t0[None, :, None]) / STRETCHES[:, None, None]).reshape(-1, len(t))
-    mm = np.zeros((len(names), phase.shape[0]))  # per type and trial: sums of w m^2 and of w m f
-    mf = np.zeros((len(names), phase.shape[0]))
+    # per band, type and trial: sums of w m^2 and of w m f
+    mm_b = np.zeros((len(TEMPLATE_BANDS), len(names), phase.shape[0]))
+    mf_b = np.zeros_like(mm_b)
     for j, b in enumerate(TEMPLATE_BANDS):
         m = band == b
         if not m.any():
@@ -139,11 +146,19 @@ def unexplained(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarr
         squared = model * model
         w_b, wf_b = w[m], (w * flux)[m]
         for k in range(len(names)):  # one product per type: a stacked matmul may sum in another order
-            mm[k] += squared[k] @ w_b
-            mf[k] += model[k] @ wf_b
+            mm_b[j, k] = squared[k] @ w_b
+            mf_b[j, k] = model[k] @ wf_b
+    mm, mf = mm_b[0] + mm_b[1], mf_b[0] + mf_b[1]
     with np.errstate(divide="ignore", invalid="ignore"):
         explained = np.where((mm > 0) & (mf > 0), mf * mf / mm, -np.inf)
-    best = explained.max(axis=1)
+    trial = explained.argmax(axis=1)
+    types = np.arange(len(names))
+    best = explained[types, trial]
     fitted = np.isfinite(best) & (total > 0)
-    out[fitted] = np.maximum(total - best[fitted], 0.0) / total
+    out[fitted, 0] = np.maximum(total - best[fitted], 0.0) / total
+    out[fitted, 1] = np.log10(STRETCHES[trial[fitted] // len(SHIFTS_D)])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        amplitude = mf_b[:, types, trial] / mm_b[:, types, trial]  # [band, type]
+        colour = -2.5 * np.log10(amplitude[0] / amplitude[1])
+    out[:, 2] = np.where(fitted & (amplitude[0] > 0) & (amplitude[1] > 0), colour, np.nan)
     return out

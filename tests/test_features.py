@@ -231,13 +231,35 @@ def test_a_curve_drawn_from_a_template_fits_that_template_best():
     flux = 5e4 * np.where(band == 1, np.interp(t - peak, phases, table[ia, 0]),
                           np.interp(t - peak, phases, table[ia, 1]))
     err = np.full(40, 50.0)
-    left = templates.unexplained(t, flux, err, band)
+    left = templates.fit(t, flux, err, band)[:, 0]
     assert left[ia] < 0.01 and left[ia] == min(left)
-    np.testing.assert_allclose(templates.unexplained(t, flux * 1e-3, err * 1e-3, band), left, rtol=1e-9)
-    assert np.isnan(templates.unexplained(t, flux, err, np.full(40, 3))).all()  # i band only
-    assert np.isnan(templates.unexplained(t[:2], flux[:2], err[:2], band[:2])).all()
+    np.testing.assert_allclose(templates.fit(t, flux * 1e-3, err * 1e-3, band)[:, 0], left, rtol=1e-9)
+    assert np.isnan(templates.fit(t, flux, err, np.full(40, 3))).all()  # i band only
+    assert np.isnan(templates.fit(t[:2], flux[:2], err[:2], band[:2])).all()
     X = extract([LightCurve.from_arrays(t, flux, err, [BANDS[b] for b in band])])[0]
     assert X[FEATURE_NAMES.index("template_ia_vs_ii")] < 0  # more Ia-like than II-like
+    assert X[FEATURE_NAMES.index("template_ia_log_stretch")] == 0.0
+    assert abs(X[FEATURE_NAMES.index("template_ia_colour_gr")]) < 0.01
+
+
+def test_the_ia_template_fit_measures_stretch_and_colour():
+    """A curve drawn from the Ia template at stretch 1.2, with g dimmed by 0.3 mag against r, is
+    fitted at that stretch with a g-r colour offset of +0.3 (like SALT2's x1 and c)."""
+    from models import templates
+
+    names, phases, table = templates.load()
+    ia = names.index("Ia")
+    t = np.arange(-12.0, 70.0, 1.5) + 60000.0
+    band = np.where(np.arange(len(t)) % 2, 1, 2)
+    phase = (t - 60020.0) / 1.2
+    flux = 3e3 * np.where(band == 1, 10 ** (-0.4 * 0.3) * np.interp(phase, phases, table[ia, 0]),
+                          np.interp(phase, phases, table[ia, 1]))
+    fits = templates.fit(t, flux, np.full(len(t), 5.0), band)
+    unexplained, log_stretch, colour = fits[ia]
+    assert log_stretch == pytest.approx(np.log10(1.2)) and colour == pytest.approx(0.3, abs=0.01)
+    assert unexplained < 0.02
+    only_r = templates.fit(t[band == 2], flux[band == 2], np.full((band == 2).sum(), 5.0), band[band == 2])
+    assert np.isfinite(only_r[ia, :2]).all() and np.isnan(only_r[ia, 2])  # no colour without g
 
 
 def test_templates_are_medians_of_each_type_in_units_of_the_r_peak(tmp_path):

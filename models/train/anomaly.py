@@ -40,7 +40,7 @@ from models.taxonomy import SN_IA, SN_II
 from models.train.train import Views, progress
 
 NAME = "anomaly"
-VERSION = "1.1.0"
+VERSION = "1.2.0"
 # Transient shape and colour, variability statistics, duration: what tells a superluminous supernova,
 # a tidal disruption event or a nova from a normal supernova or variable star. Left out: the
 # periodogram and harmonic-fit features (noise for transients, and their many NaN-or-not patterns made

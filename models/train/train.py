@@ -43,7 +43,9 @@ from models.train.export import export_model
 #: 2.0.0: supernova also trained on real ZTF Bright Transient Survey supernovae typed by their spectra
 #: (70% of the objects of each type; the rest held out); magnitude slopes before and after each
 #: band's peak added to the features
-MODEL_VERSION = "2.1.0"
+#: 2.1.0: fits of templates of real SN Ia, II and Ib/c light curves added to the features
+#: 2.2.0: the SN Ia template fit's stretch and g-r colour offset added to the features
+MODEL_VERSION = "2.2.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
