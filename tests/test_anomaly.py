@@ -235,7 +235,7 @@ def test_feedback_then_retrain_gives_a_new_version_that_ranks_the_labelled_anoma
             assert c.post(f"/v1/anomalies/{oid}/feedback", json={"label": label}).status_code == 200
     monkeypatch.setenv("ALERT_CLASSIFIER_DATA_DIR", str(tmp_path))
     assert main(["anomaly", "retrain"]) == 0
-    new_version = next_version(registry.models["anomaly"].version)  # 1.1.0 -> 1.1.0.1
+    new_version = next_version(registry.models["anomaly"].version)  # 1.2.0 -> 1.2.0.1
     assert f"anomaly {new_version}" in capsys.readouterr().out
     retrained = Registry(extra=settings.retrained_models_dir)
     assert retrained.models["anomaly"].version == new_version
