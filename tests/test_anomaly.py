@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from models import features
 from models.registry import Registry, _version_key
-from models.train.anomaly import ANOMALY_FEATURES, load_reference, next_version
+from models.train.anomaly import ANOMALY_FEATURES, candidates, load_reference, next_version
 from service.app import create_app
 from service.cli import main
 from service.settings import Settings
@@ -73,7 +73,7 @@ def test_every_alert_gets_an_anomaly_result_beside_the_classifiers(registry):
 def test_the_card_compares_the_detectors_and_reports_on_objects_no_choice_saw(registry):
     card = registry.models["anomaly"].card
     metrics = card["metrics"]
-    assert set(metrics["compared"]) == {"isolation_forest", "kmeans", "gaussian_mixture"}
+    assert set(metrics["compared"]) == set(candidates(42))
     chosen = metrics["chosen"]
     assert card["estimator"] == chosen
     # chosen on the selection half; the held-out figures are the other half's
@@ -83,6 +83,30 @@ def test_the_card_compares_the_detectors_and_reports_on_objects_no_choice_saw(re
     assert card["used_features"] == list(ANOMALY_FEATURES)
     real = metrics["feedback"]["real"]
     assert real["found_with_feedback"] >= real["found_static_forest"]
+
+
+def test_a_seed_averaged_mixture_is_the_mean_density_of_its_fits_and_exports_as_one():
+    """SeedAveragedMixture: its score is log of the mean of each seed's mixture density, and its ONNX
+    export (one GaussianMixture of all components) gives the same scores in float32."""
+    from scipy.special import logsumexp
+    from sklearn.mixture import GaussianMixture
+    from sklearn.pipeline import Pipeline
+
+    from models.train.anomaly import SeedAveragedMixture, onnx_unusualness, to_onnx_bytes, unusualness
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0, 1, (300, len(features.FEATURE_NAMES))),
+                   rng.normal(3, 0.5, (200, len(features.FEATURE_NAMES)))]).astype(np.float32)
+    averaged = SeedAveragedMixture(3, seeds=(1, 2, 3)).fit(X)
+    alone = [GaussianMixture(3, covariance_type="full", reg_covar=1e-3, random_state=s).fit(X)
+             for s in (1, 2, 3)]
+    want = logsumexp([g.score_samples(X) for g in alone], axis=0) - np.log(3)
+    np.testing.assert_allclose(averaged.score_samples(X), want, rtol=1e-6)  # float32 input
+    assert averaged.mixture_.n_components == 9 and averaged.mixture_.weights_.sum() == pytest.approx(1.0)
+    pipeline = Pipeline([("model", averaged)])
+    blob = to_onnx_bytes(pipeline)
+    raw = {"output": "score_samples", "sign": -1, "reduce": "none"}
+    np.testing.assert_allclose(onnx_unusualness(blob, raw, X), unusualness(pipeline, X), rtol=1e-3)
 
 
 def test_versions_of_retrains_sort_after_what_they_learnt_from():
