@@ -84,7 +84,7 @@ def activate(templates: dict) -> None:
     names = tuple(k for k in templates if k != "phases_d")
     table = np.array([[templates[k]["g"], templates[k]["r"]] for k in names], dtype=np.float64)
     phases = np.array(templates["phases_d"], dtype=np.float64)
-    # `unexplained` interpolates by index arithmetic, which needs whole days one apart
+    # `_interpolate` finds the day by arithmetic, which needs whole days one apart
     if not (len(phases) > 1 and phases[0] == round(phases[0]) and np.all(np.diff(phases) == 1.0)):
         raise ValueError("template phases must be whole days one apart: rebuild the templates with "
                          "`alert-classifier train`")
@@ -146,7 +146,7 @@ def fit(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray) -> n
         rows = model.reshape(-1, model.shape[-1])  # [type * trial, point]: one product for all types
         mm_b[j] = ((rows * rows) @ w[m]).reshape(len(names), -1)
         mf_b[j] = (rows @ (w * flux)[m]).reshape(len(names), -1)
-    mm, mf = mm_b[0] + mm_b[1], mf_b[0] + mf_b[1]
+    mm, mf = mm_b.sum(axis=0), mf_b.sum(axis=0)
     with np.errstate(divide="ignore", invalid="ignore"):
         explained = np.where((mm > 0) & (mf > 0), mf * mf / mm, -np.inf)
     trial = explained.argmax(axis=1)
