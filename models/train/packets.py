@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from models.registry import ARTIFACTS, Registry
-from models.taxonomy import RESIDUAL, SUPERNOVA_CLASSES
 from models.train import datasets
-from models.train.train import SN_CLASSES, bts_split, sn_metrics, type_metrics
+from models.train.train import SN_CLASSES, bts_split, sn_labels, sn_metrics, type_metrics
 from service.settings import Settings
 from streaming.decode import DecodeError, Decoder, latest_version
 from streaming.pipeline import classify_alerts
@@ -62,7 +61,7 @@ def judge(registry: Registry, decoder: Decoder, packets: list, seed: int) -> dic
         keep.append(i)
     proba = np.array(proba)
     y = np.array([packets[i][1] for i in keep])
-    y = np.where(np.isin(y, SUPERNOVA_CLASSES), y, RESIDUAL)
+    y = sn_labels(y)
     objects = np.array([packets[i][2] for i in keep])
     out = sn_metrics(proba, y, np.full(len(y), "bts"), None, objects)
     out |= type_metrics(proba, y, objects, seed)

@@ -567,6 +567,11 @@ def _rrl_held_out_metrics(prob: np.ndarray, rrl_test: Views, with_pulsators: boo
     return metrics
 
 
+def sn_labels(y: np.ndarray) -> np.ndarray:
+    """The supernova model's labels: the SN types as they are, every other class Residual."""
+    return np.where(np.isin(y, SUPERNOVA_CLASSES), y, RESIDUAL)
+
+
 def _for_sn(views: Views, synthetic: bool = False) -> Views:
     """Views the supernova model can judge; the synthetic pulsators only where asked (training)."""
     keep = np.array([len(c.t) >= SN_MIN_POINTS for c in views.curves])
@@ -583,9 +588,6 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
                             np.random.default_rng(seed + 200), band_subsets=True)
     near_test = make_views(nearer.nearer_curves(c for c in ts.test_c if c.source == "plasticc"),
                            np.random.default_rng(seed + 201))
-    progress(f"seen nearer: {len(near_train.curves)} train, {len(near_test.curves)} held-out views")
-    near_train.X = _extract_with_progress(near_train.curves)
-    near_test.X = _extract_with_progress(near_test.curves)
     # real BTS supernovae seen farther (farther.py); the held-out ones reported apart, like the above
     far_train = make_views(farther.farther_curves((c for c in ts.train_c if c.source in FARTHER_SOURCES),
                                                   np.random.default_rng(seed + 202)),
@@ -593,11 +595,12 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     far_test = make_views(farther.farther_curves((c for c in ts.test_c if c.source == "bts"),
                                                  np.random.default_rng(seed + 204)),
                           np.random.default_rng(seed + 205))
-    progress(f"seen farther: {len(far_train.curves)} train, {len(far_test.curves)} held-out views")
-    far_train.X = _extract_with_progress(far_train.curves)
-    far_test.X = _extract_with_progress(far_test.curves)
+    progress(f"seen nearer: {len(near_train.curves)} train, {len(near_test.curves)} held-out views; "
+             f"seen farther: {len(far_train.curves)} train, {len(far_test.curves)} held-out views")
+    for views in (near_train, near_test, far_train, far_test):
+        views.X = _extract_with_progress(views.curves)
     sn_train, sn_test = _for_sn(ts.train + near_train + far_train, synthetic=True), _for_sn(ts.test)
-    ysn = np.where(np.isin(sn_train.y, SUPERNOVA_CLASSES), sn_train.y, RESIDUAL)
+    ysn = sn_labels(sn_train.y)
     progress(f"fitting supernova on {len(ysn)} views")
     sn = fit(sn_train.X, ysn, seed, sn_weights(ysn, sn_train.source))
     calibration: str | dict = "none applied; expected calibration error measured on held-out views (metrics)"
@@ -605,19 +608,19 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
         calibration = _calibrate_on_real_supernovae(sn, sn_train, ysn, seed)
     order = [list(sn.classes_).index(c) for c in SN_CLASSES]
     proba = sn.predict_proba(sn_test.X)[:, order]
-    ytest = np.where(np.isin(sn_test.y, SUPERNOVA_CLASSES), sn_test.y, RESIDUAL)
+    ytest = sn_labels(sn_test.y)
     sn_m = _sn_metrics_early_and_full("held_out", proba, ytest, sn_test)
     # the same views seen in g and r only (ZTF's bands; Rubin's in a young field)
     gr, keep = _in_bands(sn_test, (1, 2))
     sn_m |= _sn_metrics_early_and_full("held_out_g_r_only", sn.predict_proba(gr.X)[:, order],
                                        ytest[keep], gr)
     near_test = _for_sn(near_test)
-    y_near = np.where(np.isin(near_test.y, SUPERNOVA_CLASSES), near_test.y, RESIDUAL)
+    y_near = sn_labels(near_test.y)
     sn_m |= _sn_metrics_early_and_full("held_out_seen_nearer", sn.predict_proba(near_test.X)[:, order],
                                        y_near, near_test)
     if far_test.curves:  # real supernovae as Rubin would see them at z ~ 0.3 (optimistic: same recipe)
         far_test = _for_sn(far_test)
-        y_far = np.where(np.isin(far_test.y, SUPERNOVA_CLASSES), far_test.y, RESIDUAL)
+        y_far = sn_labels(far_test.y)
         p_far = sn.predict_proba(far_test.X)[:, order]
         sn_m |= _sn_metrics_early_and_full("held_out_bts_seen_farther", p_far, y_far, far_test,
                                            intervals=True)
@@ -811,7 +814,7 @@ def _bts_metrics(sn, order: list[int], sn_train: Views, sn_test: Views, seed: in
              f"type accuracy {full.get('type_accuracy')}, macro F1 {full.get('type_macro_f1')}")
     # across surveys: the same fit without BTS, on every BTS object (train and held-out views)
     no_bts = ~_from(sn_train.source, "bts")
-    y_nb = np.where(np.isin(sn_train.y, SUPERNOVA_CLASSES), sn_train.y, RESIDUAL)[no_bts]
+    y_nb = sn_labels(sn_train.y)[no_bts]
     without = fit(sn_train.X[no_bts], y_nb, seed, sn_weights(y_nb, sn_train.source[no_bts]))
     every = sn_train.subset(sn_train.source == "bts") + bts
     every = every.subset(every.kind != "bands")
