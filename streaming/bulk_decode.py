@@ -215,20 +215,26 @@ def _band_index(series: pl.Series) -> np.ndarray:
 
 def _alerts(frame: pl.DataFrame, version: SchemaVersion, decoder: Decoder) -> list[Alert | DecodeError]:
     names = field_names(version)
-    n = frame.height
     src = frame["diaSource"].struct
     has_object = "diaObjectId" in {f.name for f in frame.schema["diaSource"].fields}
-    alert_ids = frame[names.alert_id].to_list()
-    source_ids = src.field("diaSourceId").to_list()
-    object_ids = src.field("diaObjectId").to_list() if has_object else [None] * n
-    ra, dec = src.field("ra").to_list(), src.field(names.dec).to_list()
-    mjd, band = src.field(names.time).to_list(), src.field(names.band).to_list()
-    curves = _curves(frame, names)
+    return alerts_from_columns(
+        version, decoder, frame[names.alert_id].to_list(), src.field("diaSourceId").to_list(),
+        src.field("diaObjectId").to_list() if has_object else [None] * frame.height,
+        src.field("ra").to_list(), src.field(names.dec).to_list(), src.field(names.time).to_list(),
+        src.field(names.band).to_list(), _curves(frame, names))
+
+
+def alerts_from_columns(version: SchemaVersion, decoder: Decoder, alert_ids: list, source_ids: list,
+                        object_ids: list, ra: list, dec: list, mjd: list, band: list,
+                        curves: list[LightCurve]) -> list[Alert | DecodeError]:
+    """Alerts (with their light curves) from per-alert columns; InvalidValue for one whose position,
+    time or ids cannot be right, as `Decoder.decode` checks them."""
+    names = field_names(version)
     out: list[Alert | DecodeError] = []
-    for k in range(n):
+    for k, curve in enumerate(curves):
         alert = Alert(version=version, record={names.alert_id: alert_ids[k]}, alert_id=alert_ids[k],
                       dia_source_id=source_ids[k], dia_object_id=object_ids[k], ra=ra[k], dec=dec[k],
-                      mjd=mjd[k], band=band[k], curve=curves[k])
+                      mjd=mjd[k], band=band[k], curve=curve)
         if decoder.check_values:
             problem = alert.invalid_value(names)
             if problem:
@@ -239,10 +245,7 @@ def _alerts(frame: pl.DataFrame, version: SchemaVersion, decoder: Decoder) -> li
 
 
 def _curves(frame: pl.DataFrame, names: FieldNames) -> list[LightCurve]:
-    """Every alert's light curve from the columns: the same points, order and counts as
-    `lightcurve.light_curve` builds from one record (diaSource first, then the history in order;
-    the first of each diaSourceId kept; unusable points dropped and counted; sorted by time)."""
-    n = frame.height
+    """Every alert's light curve from the columns (see `curves_from_points`)."""
     fields = ["diaSourceId", names.time, names.flux, names.flux_err, names.band]
     current = frame["diaSource"].struct.unnest().select(fields)
     history = frame["prvDiaSources"]
@@ -250,15 +253,25 @@ def _curves(frame: pl.DataFrame, names: FieldNames) -> list[LightCurve]:
     previous = (history.filter(pl.Series(counts > 0)).explode().struct.unnest().select(fields) if counts.any()
                 else current.clear())
     points = pl.concat([current, previous], how="vertical_relaxed")
-    sid = points["diaSourceId"].to_numpy().astype(np.int64)
-    t = points[names.time].cast(pl.Float64).to_numpy()
-    flux = points[names.flux].cast(pl.Float64).to_numpy()
-    err = points[names.flux_err].cast(pl.Float64).to_numpy()
-    band = _band_index(points[names.band])
+    return curves_from_points(points["diaSourceId"].to_numpy().astype(np.int64),
+                              points[names.time].cast(pl.Float64).to_numpy(),
+                              points[names.flux].cast(pl.Float64).to_numpy(),
+                              points[names.flux_err].cast(pl.Float64).to_numpy(),
+                              _band_index(points[names.band]), counts)
+
+
+def curves_from_points(sid: np.ndarray, t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray,
+                       counts: np.ndarray) -> list[LightCurve]:
+    """Every alert's light curve from flat arrays: the batch's n diaSources first, then each alert's
+    history in order (`counts[k]` points for alert k); nulls as NaN, bands as `BAND_INDEX` (-1:
+    unknown). The same points, order and counts as `lightcurve.light_curve` builds from one record
+    (diaSource first, then the history in order; the first of each diaSourceId kept; unusable
+    points dropped and counted; sorted by time)."""
+    n = len(counts)
     owner = np.concatenate([np.arange(n), np.repeat(np.arange(n), counts)])
     starts = np.cumsum(counts) - counts
     position = np.concatenate([np.zeros(n, np.int64),
-                               np.arange(len(previous)) - np.repeat(starts, counts) + 1])
+                               np.arange(len(sid) - n) - np.repeat(starts, counts) + 1])
 
     order = np.lexsort((position, sid, owner))  # an object's repeated id: the first one counts
     first = np.ones(len(sid), bool)

@@ -14,8 +14,8 @@ from fastapi.responses import Response
 from models.errors import DecodeError
 from service.api.deps import core, reject_unknown_query_parameters, require_write_access
 from service.api.schemas import AlertResult, errors
-from streaming import bulk_decode
-from streaming.decode import Alert, Decoder, SchemaVersion, shipped_versions
+from streaming import bulk_decode, json_decode
+from streaming.decode import Alert, Decoder, SchemaVersion, latest_version, shipped_versions
 from streaming.pipeline import classify_with_records
 
 router = APIRouter(prefix="/v1", tags=["classify"], dependencies=[Depends(reject_unknown_query_parameters)])
@@ -113,6 +113,28 @@ def _classify(state, content_type: str, body: bytes, version: SchemaVersion | No
 
 def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
                  max_alerts: int) -> tuple[list[Alert], bool]:
+    """The request's alerts, checked against their schema. Typed in bulk by `json_decode` when the
+    body fits the schema (the usual case); otherwise one element at a time, each written as Avro,
+    which names the fault precisely and tries older schema versions."""
+    target = version or decoder.default_version or latest_version()
+    fast = json_decode.decode_json(body, target) if len(body) <= ONE_CALL_MAX_BYTES else None
+    if fast is None:
+        alerts, many = _checked_one_by_one(body, decoder, version, max_alerts)
+    else:
+        many, items = fast
+        if len(items) > max_alerts:
+            raise _fail(413, "too_many_alerts", f"more than {max_alerts} alerts in one request")
+        if not items:
+            raise _fail(422, "validation_error", "the list of alerts is empty")
+        alerts = json_decode.alerts(items, target, decoder)
+    for i, alert in enumerate(alerts):
+        if isinstance(alert, DecodeError):
+            raise _fail(422, alert.reason, f"{f'[{i}]: ' if many else ''}{alert}")
+    return alerts, many
+
+
+def _checked_one_by_one(body: bytes, decoder: Decoder, version: SchemaVersion | None,
+                        max_alerts: int) -> tuple[list[Alert | DecodeError], bool]:
     """Alerts checked against their schema and written as Avro one element at a time (a 500-alert
     request never holds the whole parsed JSON: millions of objects a garbage collection would walk
     while the probes wait), then decoded together by the bulk decoder, as the stream does."""
@@ -130,11 +152,7 @@ def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
         raise _fail(422, "invalid_json", f"not valid JSON: {exc}") from None
     if not packets:
         raise _fail(422, "validation_error", "the list of alerts is empty")
-    alerts = bulk_decode.decode_batch(packets, decoder)
-    for i, alert in enumerate(alerts):
-        if isinstance(alert, DecodeError):
-            raise _fail(422, alert.reason, f"{f'[{i}]: ' if many else ''}{alert}")
-    return alerts, many
+    return bulk_decode.decode_batch(packets, decoder), many
 
 
 _JSON = json.JSONDecoder()
