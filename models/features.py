@@ -511,8 +511,22 @@ def _check_templates() -> None:
                          f"{TEMPLATE_TYPES}: run `alert-classifier train`")
 
 
-def _template_fits(p: _Prepared) -> list[float]:
-    fits = templates.fit(p.t, p.flux, p.err, p.band)
+def template_features(curves: Sequence[LightCurveLike]) -> np.ndarray:
+    """The TEMPLATE_NAMES columns of `extract` alone (float32 [len(curves), len(TEMPLATE_NAMES)]),
+    from the templates active now: training's calibration folds recompute them with templates
+    built without the fold's objects."""
+    _check_templates()
+    out = np.full((len(curves), len(TEMPLATE_NAMES)), np.nan, dtype=np.float32)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for i, c in enumerate(curves):
+            out[i] = _template_fits(np.asarray(c.t, np.float64), np.asarray(c.flux, np.float64),
+                                    np.asarray(c.flux_err, np.float64), np.asarray(c.band, np.int64))
+    out[np.isinf(out)] = np.nan
+    return out
+
+
+def _template_fits(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray) -> list[float]:
+    fits = templates.fit(t, flux, err, band)
     ia, ii, ibc = left = fits[:, 0]
     return [*left.tolist(), _log10(ia / ii) if ii > 0 else np.nan, _log10(ia / ibc) if ibc > 0 else np.nan,
             *fits[0, 1:].tolist()]
@@ -592,7 +606,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         row += _slopes(bands, pairs_gr)
         row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
                 float(np.count_nonzero(p.counts))]
-        row += _template_fits(p)
+        row += _template_fits(p.t, p.flux, p.err, p.band)
         out[i, col:] = row
     out[np.isinf(out)] = np.nan  # overflow (a ratio beyond float32) is as undefined as 0/0
     return out

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,19 @@ def activate(templates: dict) -> None:
     zero = np.zeros((*table.shape[:2], 1))
     _padded = np.concatenate([zero, table, zero], axis=2)
     _padded_slopes = np.concatenate([zero, np.diff(table, axis=2), zero, zero], axis=2)
+
+
+@contextmanager
+def using(templates: dict) -> Iterator[None]:
+    """These templates active inside the block, the ones active before it after it (training's
+    calibration folds build their own from the objects they hold)."""
+    global _active, _padded, _padded_slopes
+    saved = _active, _padded, _padded_slopes
+    activate(templates)
+    try:
+        yield
+    finally:
+        _active, _padded, _padded_slopes = saved
 
 
 def load() -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:

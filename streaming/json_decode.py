@@ -6,7 +6,7 @@ every field as it goes: records and their required fields, arrays, strings, bool
 long ranges, and float/double ranges (a float32 field refuses what float32 cannot hold). The light
 curves are then cut from flat arrays by `bulk_decode.curves_from_points`, Avro `float` fields
 rounded to float32 as a packet would carry them. The alerts equal those of writing each JSON alert
-as Avro and decoding it (tests/test_json_decode.py), at ~1/8 of the cost (cavro's writer took
+as Avro and decoding it (tests/test_json_decode.py), at ~1/10 of the cost (cavro's writer took
 ~2 ms an alert of 30+30 points).
 
 This path is stricter than the Avro writer, never laxer: it refuses bytes and logical-type values

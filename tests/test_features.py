@@ -315,3 +315,27 @@ def test_template_interpolation_is_np_interp_to_the_bit():
     with pytest.raises(ValueError, match="whole days"):
         templates.activate(made)
     assert templates.load()[0] == ("Ia", "II", "Ibc")  # the refused templates did not replace these
+
+
+def test_template_features_alone_equal_extracts_columns_and_follow_the_active_templates():
+    """features.template_features (the calibration folds' recomputation) gives extract's template
+    columns exactly; inside templates.using(other) they follow the other templates, and after the
+    block the shipped ones are back."""
+    import json
+
+    from models import templates
+    from models.features import TEMPLATE_NAMES, template_features
+
+    curves = [curve(kind, n, seed) for seed, (kind, n) in enumerate(
+        [("supernova", 30), ("supernova", 12), ("rrlyrae", 40), ("supernova", 3), ("agn", 60)])]
+    columns = [FEATURE_NAMES.index(name) for name in TEMPLATE_NAMES]
+    shipped = template_features(curves)
+    np.testing.assert_array_equal(shipped, extract(curves)[:, columns])
+    assert np.isfinite(shipped[0]).any()
+    other = json.loads(templates.TEMPLATES_PATH.read_text())
+    other["Ia"], other["II"] = other["II"], other["Ia"]  # Ia's shape now fits as "II"
+    with templates.using(other):
+        swapped = template_features(curves)
+        np.testing.assert_array_equal(swapped, extract(curves)[:, columns])
+    np.testing.assert_array_equal(swapped[:, [1, 0]], shipped[:, [0, 1]])  # the two unexplained swap
+    np.testing.assert_array_equal(template_features(curves), shipped)

@@ -48,7 +48,8 @@ from models.train.export import export_model
 #: 2.1.0: fits of templates of real SN Ia, II and Ib/c light curves added to the features
 #: 2.2.0: the SN Ia template fit's stretch and g-r colour offset added to the features
 #: 2.3.0: supernova also trained on the BTS training objects seen farther (farther.py)
-MODEL_VERSION = "2.3.0"
+#: 2.3.1: the supernova calibration's folds use templates built without their own objects
+MODEL_VERSION = "2.3.1"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -461,6 +462,10 @@ def split_surveys(sets: dict[str, list[datasets.Curve]], seed: int) -> tuple[lis
     return train_c, test_c
 
 
+# the class each supernova template is the median of
+TEMPLATE_CLASSES = dict(zip(features.TEMPLATE_TYPES, (SN_IA, SN_II, SN_IBC), strict=True))
+
+
 def load_training_set(data_dir: Path, seed: int, templates_out: Path | None = None) -> TrainingSet:
     """Every survey split by object, with its views' features. The supernova templates of the
     features are built from the BTS training objects first (written to `templates_out` if given)."""
@@ -468,8 +473,7 @@ def load_training_set(data_dir: Path, seed: int, templates_out: Path | None = No
     sets = load_surveys(data_dir)
     train_c, test_c = split_surveys(sets, seed)
     if "bts" in sets:  # the supernova templates of the features: from the real training objects only
-        made = templates.build([c for c in train_c if c.source == "bts"],
-                               dict(zip(features.TEMPLATE_TYPES, (SN_IA, SN_II, SN_IBC), strict=True)))
+        made = templates.build([c for c in train_c if c.source == "bts"], TEMPLATE_CLASSES)
         templates.activate(made)
         if templates_out is not None:
             templates.save(made, templates_out)
@@ -605,7 +609,8 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     sn = fit(sn_train.X, ysn, seed, sn_weights(ysn, sn_train.source))
     calibration: str | dict = "none applied; expected calibration error measured on held-out views (metrics)"
     if "bts" in ts.sets:
-        calibration = _calibrate_on_real_supernovae(sn, sn_train, ysn, seed)
+        calibration = _calibrate_on_real_supernovae(sn, sn_train, ysn, seed,
+                                                    [c for c in ts.train_c if c.source == "bts"])
     order = [list(sn.classes_).index(c) for c in SN_CLASSES]
     proba = sn.predict_proba(sn_test.X)[:, order]
     ytest = sn_labels(sn_test.y)
@@ -685,26 +690,38 @@ def class_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarr
     return b - b.mean()
 
 
-def _bts_out_of_fold(sn_train: Views, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def _bts_out_of_fold(sn_train: Views, y: np.ndarray, seed: int, bts_objects: list[datasets.Curve]
+                     ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Out-of-fold predictions for the BTS training views: each fold's objects predicted by a model
     fitted on everything else (the held-out BTS objects never enter). What the calibration is
-    fitted and judged on. Returns (probabilities, which views of sn_train, classes)."""
+    fitted and judged on. A fold's objects are as unseen as the service's alerts: they leave the
+    fit with their copies seen farther, and every view's template features are recomputed with
+    supernova templates built from the other folds' objects (`bts_objects`: the BTS training
+    objects the shipped templates are built from). Returns (probabilities, which views of sn_train,
+    classes)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     bts = np.flatnonzero(sn_train.source == "bts")
     objects = np.array([sn_train.curves[i].object_id for i in bts])
-    # a fold's objects leave the fit with their copies seen farther
     parent = np.array([c.object_id.removesuffix(farther.SOURCE_SUFFIX) for c in sn_train.curves])
+    template_columns = [features.FEATURE_NAMES.index(name) for name in features.TEMPLATE_NAMES]
     weights = sn_weights(y, sn_train.source)
     classes = sorted(np.unique(y).tolist())
     oof = np.zeros((len(bts), len(classes)))
     splitter = StratifiedGroupKFold(CALIBRATION_FOLDS, shuffle=True, random_state=seed)
     for k, (_, held) in enumerate(splitter.split(bts, y[bts], objects)):
-        progress(f"  calibration fold {k + 1}/{CALIBRATION_FOLDS}")
+        progress(f"  calibration fold {k + 1}/{CALIBRATION_FOLDS}: templates without its objects, "
+                 f"{len(sn_train.curves):,} views' template features, fit")
+        held_objects = set(objects[held].tolist())
+        fold_templates = templates.build([c for c in bts_objects if c.object_id not in held_objects],
+                                         TEMPLATE_CLASSES)
+        X = sn_train.X.copy()
+        with templates.using(fold_templates):
+            X[:, template_columns] = features.template_features(sn_train.curves)
         keep = ~np.isin(parent, objects[held])
-        model = fit(sn_train.X[keep], y[keep], seed, weights[keep])
+        model = fit(X[keep], y[keep], seed, weights[keep])
         columns = [list(model.classes_).index(c) for c in classes]
-        oof[held] = model.predict_proba(sn_train.X[bts[held]])[:, columns]
+        oof[held] = model.predict_proba(X[bts[held]])[:, columns]
     return oof, bts, classes
 
 
@@ -777,11 +794,12 @@ def type_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarra
     return bias
 
 
-def _calibrate_on_real_supernovae(sn, sn_train: Views, y: np.ndarray, seed: int) -> dict:
+def _calibrate_on_real_supernovae(sn, sn_train: Views, y: np.ndarray, seed: int,
+                                  bts_objects: list[datasets.Curve]) -> dict:
     """A temperature for the model's logits chosen on the BTS training objects' out-of-fold
     predictions (`choose_temperature`; it never changes the argmax), applied to `sn` in place; the
     type shifts only with CALIBRATE_TYPES. What was fitted and the out-of-fold errors go in the card."""
-    oof, bts, classes = _bts_out_of_fold(sn_train, y, seed)
+    oof, bts, classes = _bts_out_of_fold(sn_train, y, seed, bts_objects)
     early = sn_train.kind[bts] == "early"
     out = {"method": f"{CALIBRATION_FOLDS}-fold out-of-fold predictions for the BTS training objects "
                      "(models/train/train.py: choose_temperature)"}
