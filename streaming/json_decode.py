@@ -96,18 +96,9 @@ def _struct_types(definition: dict) -> Any:
     return convert(definition, definition.get("namespace"))
 
 
-# Bodies up to this size are typed in one call (8 MB, 100 alerts of 30+30 points: ~25 ms); a larger
-# list is split into its elements first (~3 ms a MB) and each is typed on its own, so that the
-# GIL, and with it the HTTP event loop's probes, is not held for the whole body (~0.17 s at 32 MB).
-ONE_CALL_MAX_BYTES = 10 * 2**20
-_SPLIT = msgspec.json.Decoder(list[msgspec.Raw])
-
-
 @cache
-def _reader(version: SchemaVersion) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder,
-                                             frozenset[str]] | None:
-    """The version's JSON decoders (one alert or a list; one alert) and its diaSource's float32
-    fields."""
+def _reader(version: SchemaVersion) -> tuple[msgspec.json.Decoder, frozenset[str]] | None:
+    """The version's JSON decoder (one alert or a list) and its diaSource's float32 fields."""
     definition = _shipped_definition(version)
     try:
         alert_type = _struct_types(definition)
@@ -116,7 +107,7 @@ def _reader(version: SchemaVersion) -> tuple[msgspec.json.Decoder, msgspec.json.
     source = next(f["type"] for f in definition["fields"] if f["name"] == "diaSource")
     float32 = frozenset(f["name"] for f in source["fields"]
                         if f["type"] == "float" or (isinstance(f["type"], list) and "float" in f["type"]))
-    return msgspec.json.Decoder(list[alert_type] | alert_type), msgspec.json.Decoder(alert_type), float32
+    return msgspec.json.Decoder(list[alert_type] | alert_type), float32
 
 
 def decode_json(body: bytes, version: SchemaVersion) -> tuple[bool, list[Any]] | None:
@@ -127,12 +118,8 @@ def decode_json(body: bytes, version: SchemaVersion) -> tuple[bool, list[Any]] |
     reader = _reader(version)
     if reader is None:
         return None
-    many_or_one, one, _ = reader
     try:
-        if len(body) <= ONE_CALL_MAX_BYTES or not body.lstrip().startswith(b"["):
-            parsed = many_or_one.decode(body)
-        else:
-            parsed = [one.decode(part) for part in _SPLIT.decode(body)]
+        parsed = reader[0].decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
     return (True, parsed) if isinstance(parsed, list) else (False, [parsed])
@@ -142,7 +129,7 @@ def alerts(items: list[Any], version: SchemaVersion, decoder: Decoder) -> list[A
     """The decoded alerts (light curves built), InvalidValue for one whose values cannot be right:
     what writing each as Avro and bulk-decoding the packets gives."""
     names = field_names(version)
-    float32 = _reader(version)[2]
+    float32 = _reader(version)[1]
 
     def column(values: list, field: str) -> np.ndarray:
         a = np.array(values, dtype=np.float64)  # None -> NaN, as polars reads a null

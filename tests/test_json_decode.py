@@ -73,24 +73,6 @@ def test_one_alert_not_in_a_list():
     _assert_same_alert(json_decode.alerts(items, LATEST, decoder)[0], want)
 
 
-@pytest.mark.parametrize("one_call_max", [0, json_decode.ONE_CALL_MAX_BYTES])
-def test_large_bodies_are_split_into_alerts_first_with_the_same_result(monkeypatch, one_call_max):
-    monkeypatch.setattr(json_decode, "ONE_CALL_MAX_BYTES", one_call_max)
-    decoder = Decoder()
-    records = _records(LATEST)
-    many, items = json_decode.decode_json(json.dumps(records).encode(), LATEST)
-    assert many and len(items) == len(records)
-    for got, want in zip(json_decode.alerts(items, LATEST, decoder), _reference(records, LATEST, decoder),
-                         strict=True):
-        _assert_same_alert(got, want)
-    many, items = json_decode.decode_json(json.dumps(records[1]).encode(), LATEST)
-    assert not many and len(items) == 1
-    bad = copy.deepcopy(records)
-    bad[7]["diaSource"]["ra"] = "north"
-    assert json_decode.decode_json(json.dumps(bad).encode(), LATEST) is None
-    assert json_decode.decode_json(b"[1, 2", LATEST) is None
-
-
 def test_float32_fields_carry_what_a_packet_can():
     """psfFlux is an Avro float: 1234.5678901 in JSON is what float32 holds, as after an Avro trip."""
     decoder = Decoder()

@@ -117,7 +117,7 @@ def _json_alerts(body: bytes, decoder: Decoder, version: SchemaVersion | None,
     body fits the schema (the usual case); otherwise one element at a time, each written as Avro,
     which names the fault precisely and tries older schema versions."""
     target = version or decoder.default_version or latest_version()
-    fast = json_decode.decode_json(body, target)
+    fast = json_decode.decode_json(body, target) if len(body) <= ONE_CALL_MAX_BYTES else None
     if fast is None:
         alerts, many = _checked_one_by_one(body, decoder, version, max_alerts)
     else:
