@@ -99,6 +99,8 @@ def _struct_types(definition: dict) -> Any:
 @cache
 def _reader(version: SchemaVersion) -> tuple[msgspec.json.Decoder, frozenset[str]] | None:
     """The version's JSON decoder (one alert or a list) and its diaSource's float32 fields."""
+    if version not in shipped_versions():
+        return None  # a registry schema: the per-alert path reads it
     definition = _shipped_definition(version)
     try:
         alert_type = _struct_types(definition)
@@ -113,8 +115,6 @@ def _reader(version: SchemaVersion) -> tuple[msgspec.json.Decoder, frozenset[str
 def decode_json(body: bytes, version: SchemaVersion) -> tuple[bool, list[Any]] | None:
     """(is a list, its alerts as typed structs), or None when this path does not accept the body
     (invalid JSON, a value that does not fit, a schema it does not translate)."""
-    if version not in shipped_versions():
-        return None
     reader = _reader(version)
     if reader is None:
         return None
