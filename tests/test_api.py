@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import gc
 import io
 import json
 import logging
@@ -344,7 +343,9 @@ def test_uvicorn_serves_the_same_answers(server, client):
 
 def test_probes_answer_while_a_500_alert_classify_runs_and_more_work_is_turned_away(tmp_path):
     """The classify work runs off the event loop: /livez, /readyz and /metrics keep answering while
-    a 500-alert request is worked on; a request beyond the concurrency bound gets 503 + Retry-After."""
+    a 500-alert request is worked on; a request beyond the concurrency bound gets 503 + Retry-After.
+    Judged by behaviour, not by a clock: probes answered while the server itself says the request is
+    in progress, and none held for a large part of it (a blocked loop holds them to its end)."""
     proc, url = serve({"ALERT_CLASSIFIER_MAX_CONCURRENT_CLASSIFY": "1",
                        "ALERT_CLASSIFIER_MAX_BODY_BYTES": "100000000"}, tmp_path)
     try:
@@ -352,8 +353,10 @@ def test_probes_answer_while_a_500_alert_classify_runs_and_more_work_is_turned_a
         answer: dict = {}
 
         def classify_500() -> None:
+            t0 = time.perf_counter()
             answer["r"] = httpx.post(f"{url}/v1/classify", content=body, timeout=300,
                                      headers={"content-type": "application/json"})
+            answer["seconds"] = time.perf_counter() - t0
 
         worker = threading.Thread(target=classify_500)
         worker.start()
@@ -366,43 +369,29 @@ def test_probes_answer_while_a_500_alert_classify_runs_and_more_work_is_turned_a
         assert busy.json()["error"]["reason"] == "busy"
 
         latencies: dict[str, list[float]] = {"/livez": [], "/readyz": [], "/metrics": []}
-        # this process's own full garbage collections (pytest holds millions of objects) would be
-        # timed as the server's: freeze what exists, as a lean prober process would have nothing
-        gc.freeze()
-        with httpx.Client(base_url=url, timeout=10) as probe:  # one connection, as a prober keeps
+        during = 0  # /metrics answers that show the request still in progress
+        with httpx.Client(base_url=url, timeout=30) as probe:  # one connection, as a prober keeps
             while worker.is_alive():
                 for path, seen in latencies.items():
                     t0 = time.perf_counter()
-                    assert probe.get(path).status_code == 200
+                    r = probe.get(path)
                     seen.append(time.perf_counter() - t0)
+                    assert r.status_code == 200, (path, r.text)
+                    during += path == "/metrics" and "alert_classifier_classify_in_progress 1.0" in r.text
                 time.sleep(0.05)  # a prober asks now and then, not in a busy loop
-        gc.unfreeze()
         worker.join()
         assert answer["r"].status_code == 200 and len(answer["r"].json()) == 500
-        print({p: (len(v), round(max(v) * 1000, 1)) for p, v in latencies.items()})
-        # The server's own timing of each probe (its request histogram): 95% within 100 ms and none
-        # stalled. Not "every one": on a loaded 2-core CI box the OS once held one of 87 for 180 ms,
-        # while the blocking this guards against held every probe for the whole request (~2 s).
-        served = httpx.get(f"{url}/metrics").text
+        print({p: (len(v), round(max(v) * 1000, 1)) for p, v in latencies.items()},
+              f"request {answer['seconds']:.2f} s, {during} /metrics answers during it")
+        assert during >= 3, f"only {during} /metrics answers came while the request was in progress"
         for path, seen in latencies.items():
             assert len(seen) >= 3, f"{path} was asked while the request ran"
-            route = f'method="GET",route="{path}"'
-            within = _metric(served, f'alert_classifier_http_request_seconds_bucket{{le="0.1",{route}}}')
-            unstalled = _metric(served, f'alert_classifier_http_request_seconds_bucket{{le="0.5",{route}}}')
-            total = _metric(served, f"alert_classifier_http_request_seconds_count{{{route}}}")
-            assert total >= len(seen) and unstalled == total, f"{path}: {total - unstalled} took over 0.5 s"
-            assert within >= 0.95 * total, f"{path}: {total - within} of {total} took over 100 ms"
-            # As this prober saw them (its own process and the 2-core box's scheduling included):
-            # no stall (it was ~2 s), and 95% within 100 ms
-            assert max(seen) < 0.5 and sorted(seen)[int(0.95 * len(seen))] < 0.1, (path, max(seen))
+            # Blocking would hold a probe until the request (or a chunk of it the size of the
+            # whole) ends; the box's load stretches both alike, so compare them, not a clock.
+            assert max(seen) < 0.25 * answer["seconds"], (path, max(seen), answer["seconds"])
     finally:
         proc.terminate()
         proc.wait(30)
-
-
-def _metric(text: str, name: str) -> float:
-    [line] = [ln for ln in text.splitlines() if ln.startswith(name + " ")]
-    return float(line.split()[-1])
 
 
 def test_an_unexpected_error_is_logged_and_the_body_tells_nothing_of_the_internals(tmp_path, caplog):
