@@ -15,6 +15,7 @@ from skl2onnx.common.data_types import FloatTensorType
 from models import features
 from models.errors import ModelError
 from models.taxonomy import LABELS
+from models.train.few_points import WithFewPoints
 
 OPSET = 17  # pinned: the onnxruntime we ship runs it; a newer opset needs a newer runtime
 PARITY_TOL = 1e-4
@@ -26,9 +27,12 @@ def export_model(model, *, name: str, version: str, out_dir: Path, class_ids: li
                  calibration: str | dict = "none applied; expected calibration error measured on held-out "
                                     "views (metrics)") -> dict:
     n_features = len(features.FEATURE_NAMES)
-    onx = to_onnx(model, initial_types=[("features", FloatTensorType([None, n_features]))],
+    estimator = model.model if isinstance(model, WithFewPoints) else model
+    onx = to_onnx(estimator, initial_types=[("features", FloatTensorType([None, n_features]))],
                   target_opset={"": OPSET, "ai.onnx.ml": 3},
-                  options={id(model): {"zipmap": False}})
+                  options={id(estimator): {"zipmap": False}})
+    if isinstance(model, WithFewPoints):
+        onx = model.calibration.append_to(onx)
     blob = onx.SerializeToString()
     parity = check_parity(model, blob, X_check)
     folder = out_dir / name / version
@@ -42,7 +46,7 @@ def export_model(model, *, name: str, version: str, out_dir: Path, class_ids: li
         "class_ids": [int(c) for c in class_ids],
         "class_labels": [LABELS[int(c)] for c in class_ids],
         "min_points": min_points,
-        "estimator": type(model).__name__, "params": _jsonable(model.get_params()),
+        "estimator": type(estimator).__name__, "params": _jsonable(estimator.get_params()),
         "training_data": training_data, "metrics": metrics,
         "calibration": calibration,
         "parity": parity,

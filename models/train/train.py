@@ -30,7 +30,7 @@ from sklearn.metrics import f1_score, roc_auc_score
 
 from models import features, templates
 from models.taxonomy import LABELS, RESIDUAL, RR_LYRAE, SN_IA, SN_IBC, SN_II, SUPERNOVA_CLASSES
-from models.train import datasets, farther, nearer, synthetic
+from models.train import datasets, farther, few_points, nearer, synthetic
 from models.train.export import export_model
 
 #: 1.1.0: alias-resolved best period (and the Fourier shape at it) added to the features
@@ -49,7 +49,8 @@ from models.train.export import export_model
 #: 2.2.0: the SN Ia template fit's stretch and g-r colour offset added to the features
 #: 2.3.0: supernova also trained on the BTS training objects seen farther (farther.py)
 #: 2.3.1: the supernova calibration's folds use templates built without their own objects
-MODEL_VERSION = "2.3.1"
+#: 2.4.0: the supernova type of curves of at most 8 detections calibrated apart (few_points.py)
+MODEL_VERSION = "2.4.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -609,8 +610,8 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     sn = fit(sn_train.X, ysn, seed, sn_weights(ysn, sn_train.source))
     calibration: str | dict = "none applied; expected calibration error measured on held-out views (metrics)"
     if "bts" in ts.sets:
-        calibration = _calibrate_on_real_supernovae(sn, sn_train, ysn, seed,
-                                                    [c for c in ts.train_c if c.source == "bts"])
+        calibration, sn = _calibrate_on_real_supernovae(sn, sn_train, ysn, seed,
+                                                        [c for c in ts.train_c if c.source == "bts"])
     order = [list(sn.classes_).index(c) for c in SN_CLASSES]
     proba = sn.predict_proba(sn_test.X)[:, order]
     ytest = sn_labels(sn_test.y)
@@ -795,22 +796,38 @@ def type_bias(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> np.ndarra
 
 
 def _calibrate_on_real_supernovae(sn, sn_train: Views, y: np.ndarray, seed: int,
-                                  bts_objects: list[datasets.Curve]) -> dict:
+                                  bts_objects: list[datasets.Curve]) -> tuple[dict, few_points.WithFewPoints]:
     """A temperature for the model's logits chosen on the BTS training objects' out-of-fold
-    predictions (`choose_temperature`; it never changes the argmax), applied to `sn` in place; the
-    type shifts only with CALIBRATE_TYPES. What was fitted and the out-of-fold errors go in the card."""
+    predictions (`choose_temperature`; it never changes the argmax), applied to `sn` in place; then
+    the type among supernovae of curves with few detections recalibrated on the same predictions
+    (`few_points`); the type shifts only with CALIBRATE_TYPES. Returns what was fitted, with the
+    out-of-fold errors (for the card), and the calibrated model."""
     oof, bts, classes = _bts_out_of_fold(sn_train, y, seed, bts_objects)
     early = sn_train.kind[bts] == "early"
     out = {"method": f"{CALIBRATION_FOLDS}-fold out-of-fold predictions for the BTS training objects "
                      "(models/train/train.py: choose_temperature)"}
     out |= choose_temperature(oof, y[bts], early, classes)
     temper(sn, out["temperature"])
+    tempered = soften(oof, out["temperature"])
     if CALIBRATE_TYPES:
-        bias = type_bias(soften(oof, out["temperature"]), y[bts], classes)
+        bias = type_bias(tempered, y[bts], classes)
         sn._baseline_prediction = sn._baseline_prediction + bias.reshape(sn._baseline_prediction.shape)
         out["type_log_odds_shifts"] = dict(zip(map(str, classes), np.round(bias, 4).tolist(), strict=True))
+    few = few_points.few(sn_train.X[bts])
+    calibration = few_points.fit(tempered[few], y[bts][few], classes)
+    after = calibration.apply(tempered, sn_train.X[bts])
+    out["few_points"] = {
+        "method": f"curves of at most {few_points.MAX_POINTS} detections: p(type | SN) recalibrated by "
+                  "softmax(scale * log p + shift), fitted by log loss on the same out-of-fold predictions "
+                  "(models/train/few_points.py); p(SN) and Residual unchanged",
+        "scale": calibration.scale,
+        "shift": dict(zip(map(str, classes), calibration.shift, strict=True)),
+        # the fit's own rows (5 numbers on thousands of views); a nested check is in docs/models.md
+        "out_of_fold_top_class_calibration_error": {
+            "before": round(top_label_ece(tempered[few], y[bts][few], classes), 4),
+            "after": round(top_label_ece(after[few], y[bts][few], classes), 4)}}
     progress(f"calibrated on real supernovae: {out}")
-    return out
+    return out, few_points.WithFewPoints(sn, calibration)
 
 
 def _bts_metrics(sn, order: list[int], sn_train: Views, sn_test: Views, seed: int) -> dict:
