@@ -813,6 +813,7 @@ def _calibrate_on_real_supernovae(sn, sn_train: Views, y: np.ndarray, seed: int,
         bias = type_bias(tempered, y[bts], classes)
         sn._baseline_prediction = sn._baseline_prediction + bias.reshape(sn._baseline_prediction.shape)
         out["type_log_odds_shifts"] = dict(zip(map(str, classes), np.round(bias, 4).tolist(), strict=True))
+        tempered = soften(tempered * np.exp(bias), 1.0)  # what the model now gives, renormalised
     few = few_points.few(sn_train.X[bts])
     calibration = few_points.fit(tempered[few], y[bts][few], classes)
     after = calibration.apply(tempered, sn_train.X[bts])
