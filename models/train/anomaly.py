@@ -38,10 +38,11 @@ from sklearn.preprocessing import PowerTransformer
 from models import features
 from models.errors import ModelError
 from models.taxonomy import SN_IA, SN_II
+from models.train.anomaly_view import ClassifierView, TwoViewScore
 from models.train.train import Views, progress
 
 NAME = "anomaly"
-VERSION = "1.2.0"
+VERSION = "1.3.0"
 # Transient shape and colour, variability statistics, duration: what tells a superluminous supernova,
 # a tidal disruption event or a nova from a normal supernova or variable star. Left out: the
 # periodogram and harmonic-fit features (noise for transients, and their many NaN-or-not patterns made
@@ -66,7 +67,10 @@ LEVELS = np.unique(np.r_[np.linspace(0, 0.9, 91), np.linspace(0.9, 0.999, 100), 
 OPSET = 17
 PARITY_PERCENTILE = 0.005
 PARITY_RAW = 1e-5
-FEEDBACK_OPSETS = {"": 15, "ai.onnx.ml": 5}  # coniferest writes ai.onnx.ml 5 and supports opset <= 15
+# The feedback model's opsets: the classifiers' TreeEnsembleClassifier (in the view) is deprecated in
+# ai.onnx.ml 5, where coniferest writes its forest: the forest is rewritten for ai.onnx.ml 3.
+FEEDBACK_OPSETS = {"": OPSET, "ai.onnx.ml": 3}
+CONIFEREST_OPSET = 15  # the highest default-domain opset coniferest's converter supports
 NIGHTS, PER_NIGHT = 10, 10  # the simulated expert: labels the top 10 candidates a night, 10 nights
 
 
@@ -136,27 +140,35 @@ def _select() -> ColumnTransformer:
     return ColumnTransformer([("keep", "passthrough", [names.index(n) for n in ANOMALY_FEATURES])])
 
 
-def candidates(seed: int) -> dict[str, Pipeline]:
+def candidates(seed: int, view: ClassifierView | None = None) -> dict[str, Pipeline | TwoViewScore]:
     """The detectors compared: an isolation forest, the lecture's k-means (distance to the nearest
-    centroid) and a Gaussian mixture (k-means' soft, density-giving cousin). A power transform makes
-    every feature near-Gaussian with unit variance, so no heavy tail dominates a distance; unlike
-    quantile scaling it does not clip, so a value beyond anything in the population stays extreme."""
+    centroid) and a Gaussian mixture (k-means' soft, density-giving cousin); given the classifiers'
+    view graph (anomaly_view.py), that mixture plus one over what the classifiers make of the alert.
+    A power transform makes every feature near-Gaussian with unit variance, so no heavy tail dominates
+    a distance; unlike quantile scaling it does not clip, so a value beyond anything in the
+    population stays extreme."""
     head = [("select", _select()), ("impute", SimpleImputer(strategy="median"))]
     scaled = [*head, ("power", PowerTransformer())]
-    return {
+    mixture = [*scaled, ("model", GaussianMixture(32, covariance_type="full", reg_covar=1e-3,
+                                                  random_state=seed))]
+    out: dict[str, Pipeline | TwoViewScore] = {
         "isolation_forest": Pipeline([*head, ("model", IsolationForest(n_estimators=300, max_samples=1024,
                                                                        random_state=seed))]),
         "kmeans": Pipeline([*scaled, ("model", KMeans(32, n_init=3, random_state=seed))]),
-        "gaussian_mixture": Pipeline([*scaled, ("model", GaussianMixture(
-            32, covariance_type="full", reg_covar=1e-3, random_state=seed))]),
+        "gaussian_mixture": Pipeline(mixture),
         f"gaussian_mixture_{SEEDS_AVERAGED}_seeds": Pipeline([*scaled, ("model", SeedAveragedMixture(
             32, reg_covar=1e-3, seeds=tuple(seed + i for i in range(SEEDS_AVERAGED))))]),
     }
+    if view is not None:
+        out["gaussian_mixtures_features_and_classifier_view"] = TwoViewScore(Pipeline(mixture), view, seed)
+    return out
 
 
-def unusualness(model: Pipeline, X: np.ndarray) -> np.ndarray:
+def unusualness(model: Pipeline | TwoViewScore, X: np.ndarray) -> np.ndarray:
     """Higher = less like the population: the forest's and the mixture's negated scores, k-means'
-    distance to the nearest centroid."""
+    distance to the nearest centroid, the two mixtures' summed z-scores."""
+    if isinstance(model, TwoViewScore):
+        return model.unusualness(X)
     if isinstance(model[-1], KMeans):
         return model.transform(X).min(axis=1)
     return -model.score_samples(X)
@@ -170,8 +182,11 @@ def _half(object_id: str) -> int:
 
 
 def judging_sets(train: Views, test: Views) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(X, is_rare, half) of the alert at each object's last detection ("latest" views): rare objects
-    from either split (none was trained on), common ones only from the held-out split."""
+    """(X, is_rare, half) of the alert at each object's last detection ("latest" views): common
+    objects from the held-out split only; rare ones from either split ("real", "simulated": the
+    anomaly detectors never see a rare object) or from the held-out split only ("..._unseen": the
+    classifiers learnt the rare kinds of the training split, as SLSN or Residual, so a detector that
+    reads their probabilities is judged on rare objects no model saw)."""
     out = {}
     for name in JUDGING_SETS:
         rows, rare, half = [], [], []
@@ -186,16 +201,20 @@ def judging_sets(train: Views, test: Views) -> dict[str, tuple[np.ndarray, np.nd
     return out
 
 
-# judging set -> (its common objects, the survey its rare ones come from)
-JUDGING_SETS = {"real": (is_common_real, "bts"), "simulated": (is_common_simulated, "plasticc")}
+# judging set -> (its common objects, the survey its rare ones come from, rare from the held-out split only)
+JUDGING_SETS = {"real": (is_common_real, "bts", False), "simulated": (is_common_simulated, "plasticc", False),
+                "real_unseen": (is_common_real, "bts", True),
+                "simulated_unseen": (is_common_simulated, "plasticc", True)}
+# what the detector is chosen by (selection half): rare objects no model of the project saw
+CHOICE_SETS = ("real_unseen", "simulated_unseen")
 
 
 def judged_as(judging_set: str, c, held_out: bool) -> bool | None:
-    """True: one of the set's rare objects (from either split: none was trained on); False: one of
-    its common ones (held-out split only); None: not judged in that set."""
-    common, survey = JUDGING_SETS[judging_set]
+    """True: one of the set's rare objects; False: one of its common ones (held-out split only);
+    None: not judged in that set."""
+    common, survey, held_out_rare_only = JUDGING_SETS[judging_set]
     if is_rare(c) and c.source == survey:
-        return True
+        return True if held_out or not held_out_rare_only else None
     return False if held_out and common(c) else None
 
 
@@ -238,29 +257,37 @@ def per_kind(score_of: Callable[[np.ndarray], np.ndarray], train: Views, test: V
 
 # --- training and export ------------------------------------------------------------------------
 
-def train_anomaly(train: Views, test: Views, out_dir: Path, version: str = VERSION, seed: int = 42) -> dict:
+def train_anomaly(train: Views, test: Views, out_dir: Path, version: str = VERSION, seed: int = 42,
+                  view: ClassifierView | None = None) -> dict:
+    """`view`: the classifiers' view graph (anomaly_view.load_view), which adds a detector reading it."""
     rng = np.random.default_rng(seed)
     X_pop = population(train, rng)
-    progress(f"anomaly: population of {len(X_pop)} views; fitting {', '.join(candidates(seed))}")
+    progress(f"anomaly: population of {len(X_pop)} views; fitting {', '.join(candidates(seed, view))}")
     sets = judging_sets(train, test)
     fitted, compared = {}, {}
-    for name, model in candidates(seed).items():
+    for name, model in candidates(seed, view).items():
         fitted[name] = model.fit(X_pop)
         compared[name] = {"selection_half": judge(lambda X, m=model: unusualness(m, X), sets, 0),
                           "report_half": judge(lambda X, m=model: unusualness(m, X), sets, 1)}
         progress(f"  {name}: {compared[name]}")
-    # chosen on the selection half only: the mean of the real and simulated AUROCs
-    best = max(compared, key=lambda n: np.mean([v["auroc"] for v in compared[n]["selection_half"].values()]))
+    # chosen on the selection half only: the mean AUROC over rare objects no model saw, real and simulated
+    best = max(compared, key=lambda n: np.mean([compared[n]["selection_half"][s]["auroc"]
+                                                for s in CHOICE_SETS]))
     model = fitted[best]
     progress(f"anomaly: shipping {best}; measuring the feedback gain")
+    blob = to_onnx_bytes(model)
     reference = X_pop[rng.choice(len(X_pop), REFERENCE_ROWS, replace=False)]
     metrics = {"held_out": compared[best]["report_half"], "selection_half": compared[best]["selection_half"],
                "per_rare_kind": per_kind(lambda X: unusualness(model, X), train, test),
                "compared": compared, "chosen": best,
-               "feedback": feedback_gain(lambda X: unusualness(model, X), sets, reference, seed)}
-    description = (f"Anomaly score: how unlike the common population an alert's light curve is "
-                   f"({best.replace('_', ' ')} on {len(ANOMALY_FEATURES)} features), as the fraction of "
-                   "that population that looks less unusual (0.99 = top 1%)")
+               "feedback": (feedback_gain(lambda X: unusualness(model, X), front_of(blob), sets, reference,
+                                          seed) if isinstance(model, TwoViewScore) else
+                            "not measured: feedback retrains build on a model reading the classifier view")}
+    how = (f"Gaussian mixtures over {len(ANOMALY_FEATURES)} features and over the classifiers' "
+           "probabilities, their z-scores summed" if isinstance(model, TwoViewScore)
+           else f"{best.replace('_', ' ')} on {len(ANOMALY_FEATURES)} features")
+    description = (f"Anomaly score: how unlike the common population an alert's light curve is ({how}), "
+                   "as the fraction of that population that looks less unusual (0.99 = top 1%)")
     training_data = {"population": "training views of the common classes, each source "
                                    f"{ROWS_PER_SOURCE} views: " + ", ".join(sorted(set(train.source))),
                      "rows": len(X_pop),
@@ -268,7 +295,8 @@ def train_anomaly(train: Views, test: Views, out_dir: Path, version: str = VERSI
                                                "plasticc": sorted(RARE_PLASTICC.values())}}
     return export_anomaly(model, kind=best, name=NAME, version=version, out_dir=out_dir, X_pop=X_pop,
                           reference=reference, metrics=metrics, description=description,
-                          training_data=training_data)
+                          training_data=training_data, blob=blob,
+                          view_card=model.card() if isinstance(model, TwoViewScore) else None)
 
 
 def _exportable(model: Pipeline) -> Pipeline:
@@ -278,8 +306,10 @@ def _exportable(model: Pipeline) -> Pipeline:
     return model
 
 
-def _raw_output(model: Pipeline) -> dict:
+def _raw_output(model: Pipeline | TwoViewScore) -> dict:
     """Which ONNX output is the raw score and how it turns into 'higher = more unusual'."""
+    if isinstance(model, TwoViewScore):
+        return {"output": "score", "sign": 1, "reduce": "none"}
     model = _exportable(model)
     if isinstance(model[-1], KMeans):
         return {"output": "scores", "sign": 1, "reduce": "min"}
@@ -287,7 +317,9 @@ def _raw_output(model: Pipeline) -> dict:
             "sign": -1, "reduce": "none"}
 
 
-def to_onnx_bytes(model: Pipeline) -> bytes:
+def to_onnx_bytes(model: Pipeline | TwoViewScore) -> bytes:
+    if isinstance(model, TwoViewScore):
+        return model.to_onnx(onnx.load_from_string(to_onnx_bytes(model.feature_model))).SerializeToString()
     model = _exportable(model)
     options = {id(model[-1]): {"score_samples": True}} if isinstance(model[-1], GaussianMixture) else None
     onx = to_onnx(model, initial_types=[("features", FloatTensorType([None, len(features.FEATURE_NAMES)]))],
@@ -305,9 +337,11 @@ def onnx_unusualness(blob: bytes, raw: dict, X: np.ndarray) -> np.ndarray:
 
 def export_anomaly(model, *, kind: str, name: str, version: str, out_dir: Path, X_pop: np.ndarray,
                    reference: np.ndarray, metrics: dict, description: str, training_data: dict,
-                   blob: bytes | None = None, raw: dict | None = None, sklearn_score=None) -> dict:
+                   blob: bytes | None = None, raw: dict | None = None, sklearn_score=None,
+                   view_card: dict | None = None) -> dict:
     """model.onnx, card.json and reference.npz in out_dir/name/version. The card keeps the population's
-    scores at LEVELS, so the registry turns a raw score into the percentile users see."""
+    scores at LEVELS, so the registry turns a raw score into the percentile users see. `view_card`:
+    the classifier view the model reads (it then reads every feature, and so do its reference rows)."""
     blob = blob if blob is not None else to_onnx_bytes(model)
     raw = raw or _raw_output(model)
     onnx_scores = onnx_unusualness(blob, raw, X_pop)
@@ -326,17 +360,20 @@ def export_anomaly(model, *, kind: str, name: str, version: str, out_dir: Path, 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.onnx").write_bytes(blob)
     buf = io.BytesIO()
-    np.savez_compressed(buf, X=reference[:, _used_columns()].astype(np.float32))
+    columns = _used_columns(every=view_card is not None)
+    np.savez_compressed(buf, X=reference[:, columns].astype(np.float32))
     (folder / "reference.npz").write_bytes(buf.getvalue())
     card = {
         "name": name, "version": version, "kind": "anomaly", "description": description,
         "sha256": hashlib.sha256(blob).hexdigest(),
         "input": {"name": "features", "dtype": "float32", "shape": [None, len(features.FEATURE_NAMES)]},
         "feature_names": list(features.FEATURE_NAMES), "used_features": list(ANOMALY_FEATURES),
+        **({"classifier_view": view_card} if view_card else {}),
         "class_ids": [], "min_points": MIN_POINTS, "estimator": kind,
         "raw_score": {**raw, "percentile_levels": [round(float(v), 6) for v in LEVELS],
                       "population_scores": [float(v) for v in population_scores]},
-        "reference": {"file": "reference.npz", "rows": len(reference), "columns": list(ANOMALY_FEATURES),
+        "reference": {"file": "reference.npz", "rows": len(reference),
+                      "columns": [features.FEATURE_NAMES[i] for i in columns],
                       "sha256": hashlib.sha256(buf.getvalue()).hexdigest()},
         "training_data": training_data, "metrics": metrics,
         "parity": {"rows": len(X_pop), "max_percentile_diff": diff, "max_relative_raw_diff": raw_diff},
@@ -346,7 +383,10 @@ def export_anomaly(model, *, kind: str, name: str, version: str, out_dir: Path, 
     return card
 
 
-def _used_columns() -> list[int]:
+def _used_columns(every: bool = False) -> list[int]:
+    """The feature columns the model reads: every one when it embeds the classifiers."""
+    if every:
+        return list(range(len(features.FEATURE_NAMES)))
     names = list(features.FEATURE_NAMES)
     return [names.index(n) for n in ANOMALY_FEATURES]
 
@@ -366,73 +406,192 @@ def load_reference(folder: Path) -> np.ndarray:
 
 # --- feedback: active anomaly discovery -----------------------------------------------------------
 
-def _aad(reference: np.ndarray, seed: int):
-    """An AADForest grown on the reference rows (selected, imputed), and that preprocessing."""
-    from coniferest.aadforest import AADForest
+class Feedback:
+    """What a feedback retrain scores: the static model's score (`front`: an exported anomaly model's
+    `static` and `view` outputs) plus an AADForest over the anomaly features beside the classifier
+    view, whose tree weights the experts' labels set; each as a robust z-score against the reference
+    rows. The forest alone starts far below the static model; added to it, the labels move the
+    ranking without throwing away what the static model knows."""
 
-    pre = Pipeline([("select", _select()), ("impute", SimpleImputer(strategy="median"))]).fit(reference)
-    forest = AADForest(n_trees=300, n_subsamples=256, random_seed=seed, n_jobs=1)
-    return pre, forest
+    def __init__(self, front: onnx.ModelProto, seed: int):
+        self.front = front
+        self.seed = seed
+        self._session = ort.InferenceSession(front.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def _static_and_view(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        static, view = self._session.run(["static", "view"],
+                                         {"features": np.ascontiguousarray(X, np.float32)})
+        return static.reshape(len(X)).astype(np.float64), view
+
+    def _forest_input(self, X: np.ndarray, view: np.ndarray) -> np.ndarray:
+        return np.hstack([self.head_.transform(X), view]).astype(np.float32)
+
+    def fit(self, reference: np.ndarray, known: np.ndarray, labels: np.ndarray) -> Feedback:
+        """labels: True = anomaly, False = normal."""
+        from coniferest.aadforest import AADForest
+        from coniferest.label import Label
+
+        self.head_ = Pipeline([("select", _select()), ("impute", SimpleImputer(strategy="median"))])
+        self.head_.fit(reference)
+        static, view = self._static_and_view(reference)
+        Z = self._forest_input(reference, view)
+        self.forest_ = AADForest(n_trees=300, n_subsamples=256, random_seed=self.seed, n_jobs=1)
+        if len(known):
+            self.forest_.fit_known(Z, self._forest_input(known, self._static_and_view(known)[1]),
+                                   np.where(labels, Label.ANOMALY, Label.REGULAR))
+        else:
+            self.forest_.fit(Z)
+        forest = -self.forest_.score_samples(Z)
+        self.centre_ = np.array([np.median(static), np.median(forest)])
+        self.scale_ = np.array([np.subtract(*np.percentile(v, [75, 25])) for v in (static, forest)])
+        return self
+
+    def forest_unusualness(self, X: np.ndarray) -> np.ndarray:
+        return -self.forest_.score_samples(self._forest_input(X, self._static_and_view(X)[1]))
+
+    def unusualness(self, X: np.ndarray) -> np.ndarray:
+        static, view = self._static_and_view(X)
+        forest = -self.forest_.score_samples(self._forest_input(X, view))
+        return (static - self.centre_[0]) / self.scale_[0] + (forest - self.centre_[1]) / self.scale_[1]
+
+    def to_onnx(self) -> bytes:
+        """features -> score (the unusualness above), static and view: one graph, the front, the
+        head (skl2onnx) and the forest (coniferest's converter, rewritten for ai.onnx.ml 3)."""
+        from coniferest.onnx import to_onnx as coniferest_to_onnx
+        from onnx import TensorProto, helper
+        from onnxconverter_common.data_types import FloatTensorType as CommonFloat
+
+        from models.train.anomaly_view import join
+
+        n_features = len(features.FEATURE_NAMES)
+        head = to_onnx(self.head_, initial_types=[("features", FloatTensorType([None, n_features]))],
+                       target_opset=OPSET)
+        width = len(ANOMALY_FEATURES) + self.front.graph.output[1].type.tensor_type.shape.dim[1].dim_value
+        tail = _as_tree_ensemble_regressor(coniferest_to_onnx(
+            self.forest_, target_opset=CONIFEREST_OPSET,
+            initial_types=[("selected", CommonFloat([None, width]))]))
+        const = [onnx.numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in
+                 (("centre_s", self.centre_[0]), ("scale_s", self.scale_[0]), ("centre_f", self.centre_[1]),
+                  ("scale_f", self.scale_[1]))] + [onnx.numpy_helper.from_array(np.array([-1, 1]), "column")]
+        nodes = [helper.make_node("Reshape", ["t_" + tail.graph.output[0].name, "column"], ["raw_f"]),
+                 helper.make_node("Neg", ["raw_f"], ["u_f"]),
+                 helper.make_node("Sub", ["u_f", "centre_f"], ["d_f"]),
+                 helper.make_node("Div", ["d_f", "scale_f"], ["z_f"]),
+                 helper.make_node("Reshape", ["s_static", "column"], ["u_s"]),
+                 helper.make_node("Sub", ["u_s", "centre_s"], ["d_s"]),
+                 helper.make_node("Div", ["d_s", "scale_s"], ["z_s"]),
+                 helper.make_node("Add", ["z_s", "z_f"], ["score"]),
+                 helper.make_node("Identity", ["s_static"], ["static"]),
+                 helper.make_node("Identity", ["s_view"], ["view"])]
+        concat = helper.make_node("Concat", ["h_" + head.graph.output[0].name, "s_view"], ["selected"],
+                                  axis=1)
+        inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n_features])]
+        # in two steps, so that the nodes come in the order their inputs exist: front and head, their
+        # concatenation; then the forest on it and the sum
+        parts = [("s_", self.front, {"features": "features"}), ("h_", head, {"features": "features"})]
+        front_and_head = join(parts, [concat], [], inputs,
+                              [helper.make_tensor_value_info("selected", TensorProto.FLOAT, [None, width]),
+                               helper.make_tensor_value_info("s_static", TensorProto.FLOAT, [None, 1]),
+                               helper.make_tensor_value_info("s_view", TensorProto.FLOAT, [None, None])],
+                              "feedback_input")
+        outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1]),
+                   helper.make_tensor_value_info("static", TensorProto.FLOAT, [None, 1]),
+                   helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, None])]
+        model = join([("", front_and_head, {}), ("t_", tail, {"selected": "selected"})], nodes, const, inputs,
+                     outputs, "anomaly_feedback")
+        return model.SerializeToString()
 
 
-def fit_with_feedback(reference: np.ndarray, known: np.ndarray, labels: np.ndarray, seed: int):
-    """labels: True = anomaly, False = normal. Returns (preprocessing, fitted AADForest)."""
-    from coniferest.label import Label
-
-    pre, forest = _aad(reference, seed)
-    Z = pre.transform(reference)
-    if len(known):
-        forest.fit_known(Z, pre.transform(known), np.where(labels, Label.ANOMALY, Label.REGULAR))
-    else:
-        forest.fit(Z)
-    return pre, forest
+def front_of(model_onnx: bytes) -> onnx.ModelProto:
+    """features -> static, view: the part of an exported anomaly model a feedback retrain builds on."""
+    model = onnx.load_from_string(model_onnx)
+    outputs = {o.name for o in model.graph.output}
+    if not {"static", "view"} <= outputs:
+        raise ModelError("this anomaly model has no `static` and `view` outputs (it predates anomaly 1.3.0): "
+                         "feedback retrains need anomaly 1.3.0 or later; update the shipped models")
+    return onnx.utils.Extractor(model).extract_model(["features"], ["static", "view"])
 
 
-def feedback_onnx(pre: Pipeline, forest) -> bytes:
-    """The preprocessing (skl2onnx) and the forest (coniferest's own converter) as one ONNX graph."""
-    from coniferest.onnx import to_onnx as coniferest_to_onnx
-    from onnxconverter_common.data_types import FloatTensorType as CommonFloat
-
-    head = to_onnx(pre, initial_types=[("features", FloatTensorType([None, len(features.FEATURE_NAMES)]))],
-                   target_opset=FEEDBACK_OPSETS[""])
-    tail = coniferest_to_onnx(forest, target_opset=FEEDBACK_OPSETS[""],
-                              initial_types=[("selected", CommonFloat([None, len(ANOMALY_FEATURES)]))])
-    for model in (head, tail):  # merge_models needs the same opset per domain on both sides
-        have = {o.domain: o for o in model.opset_import}
-        for domain, v in FEEDBACK_OPSETS.items():
-            if domain in have:
-                have[domain].version = v
-            else:
-                model.opset_import.append(onnx.helper.make_opsetid(domain, v))
-    # coniferest declares its score one-dimensional but computes (n, 1): say what it computes
-    score = tail.graph.output[0].type.tensor_type.shape
-    del score.dim[:]
-    score.dim.add().dim_param = "N"
-    score.dim.add().dim_value = 1
-    merged = onnx.compose.merge_models(head, tail, io_map=[(head.graph.output[0].name, "selected")])
-    return merged.SerializeToString()
+# ai.onnx.ml 5 TreeEnsemble's node modes, as TreeEnsembleRegressor spells them
+_MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BRANCH_NEQ")
 
 
-def feedback_gain(static_score: Callable[[np.ndarray], np.ndarray], sets: dict, reference: np.ndarray,
-                  seed: int, nights: int = NIGHTS, per_night: int = PER_NIGHT) -> dict:
+def _as_tree_ensemble_regressor(model: onnx.ModelProto) -> onnx.ModelProto:
+    """coniferest's forest (one ai.onnx.ml 5 TreeEnsemble node, summing one target) as the same trees
+    in a TreeEnsembleRegressor (ai.onnx.ml 3): each tree walked from its root, its branches and
+    leaves numbered within the tree."""
+    from onnx import helper, numpy_helper
+
+    (node,) = model.graph.node
+    a = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    if node.op_type != "TreeEnsemble" or a["n_targets"] != 1 or a["aggregate_function"] != 1:
+        raise ModelError(f"unexpected forest export from coniferest: {node.op_type} {sorted(a)}")
+    splits = numpy_helper.to_array(a["nodes_splits"])
+    modes = numpy_helper.to_array(a["nodes_modes"])
+    leaf_weights = numpy_helper.to_array(a["leaf_weights"])
+    out: dict[str, list] = {k: [] for k in (
+        "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_values",
+        "nodes_truenodeids", "nodes_falsenodeids", "target_treeids", "target_nodeids", "target_ids",
+        "target_weights")}
+    for tree, root in enumerate(a["tree_roots"]):
+        queue, ids = [(root, False)], {(root, False): 0}
+        while queue:
+            index, leaf = queue.pop(0)
+            local = ids[(index, leaf)]
+            out["nodes_treeids"].append(tree)
+            out["nodes_nodeids"].append(local)
+            if leaf:
+                out["nodes_featureids"].append(0)
+                out["nodes_modes"].append("LEAF")
+                out["nodes_values"].append(0.0)
+                out["nodes_truenodeids"].append(0)
+                out["nodes_falsenodeids"].append(0)
+                out["target_treeids"].append(tree)
+                out["target_nodeids"].append(local)
+                out["target_ids"].append(0)
+                out["target_weights"].append(float(leaf_weights[index]))
+                continue
+            children = []
+            for side in ("true", "false"):
+                child = (a[f"nodes_{side}nodeids"][index], bool(a[f"nodes_{side}leafs"][index]))
+                ids.setdefault(child, len(ids))
+                children.append(ids[child])
+                queue.append(child)
+            out["nodes_featureids"].append(a["nodes_featureids"][index])
+            out["nodes_modes"].append(_MODES[int(modes[index])])
+            out["nodes_values"].append(float(splits[index]))
+            out["nodes_truenodeids"].append(children[0])
+            out["nodes_falsenodeids"].append(children[1])
+    regressor = helper.make_node("TreeEnsembleRegressor", list(node.input), list(node.output),
+                                 domain="ai.onnx.ml", n_targets=1, aggregate_function="SUM",
+                                 post_transform="NONE", **out)
+    graph = helper.make_graph([regressor], model.graph.name, list(model.graph.input),
+                              list(model.graph.output))
+    out = helper.make_model(graph, opset_imports=[helper.make_opsetid("ai.onnx.ml", 3)])
+    out.ir_version = 8  # what skl2onnx writes for the head it is merged with
+    return out
+
+
+def feedback_gain(static_score: Callable[[np.ndarray], np.ndarray], front: onnx.ModelProto, sets: dict,
+                  reference: np.ndarray, seed: int, nights: int = NIGHTS, per_night: int = PER_NIGHT) -> dict:
     """The field's measure (Ishida et al. 2021): an expert labels the top `per_night` unlabelled
     candidates each night; count the true rare objects found after `nights` nights, on the report
-    half, with the shipped static model, with a static forest, and with the forest retrained on the
-    labels after every night."""
+    half, with the shipped static model, with a static forest (no labels), and with the model
+    retrained on the labels after every night (`Feedback`)."""
     out = {}
     for name, (X, rare, halves) in sets.items():
         m = halves == 1
         X, rare = X[m], rare[m]
         budget = nights * per_night
         static = int(rare[np.argsort(-static_score(X), kind="stable")[:budget]].sum())
-        pre, forest = fit_with_feedback(reference, X[:0], rare[:0], seed)
-        plain = int(rare[np.argsort(forest.score_samples(pre.transform(X)), kind="stable")[:budget]].sum())
+        model = Feedback(front, seed).fit(reference, X[:0], rare[:0])
+        plain = int(rare[np.argsort(-model.forest_unusualness(X), kind="stable")[:budget]].sum())
         labelled: list[int] = []
         found_per_night = []
         for _ in range(nights):
             if labelled:
-                pre, forest = fit_with_feedback(reference, X[labelled], rare[labelled], seed)
-            order = np.argsort(forest.score_samples(pre.transform(X)), kind="stable")
+                model = Feedback(front, seed).fit(reference, X[labelled], rare[labelled])
+            order = np.argsort(-model.unusualness(X), kind="stable")
             fresh = [i for i in order if i not in set(labelled)][:per_night]
             labelled += fresh
             found_per_night.append(int(rare[labelled].sum()))
@@ -453,24 +612,25 @@ def next_version(version: str) -> str:
 
 
 def retrain(folder: Path, known: np.ndarray, labels: np.ndarray, out_dir: Path, seed: int = 42) -> dict:
-    """A new version of the anomaly model from experts' labels: an AADForest grown on the reference
-    rows shipped in `folder` (the current model's), its tree weights fitted so that the labelled
-    anomalies score above the budget quantile and the labelled normal objects below it."""
+    """A new version of the anomaly model from experts' labels (`Feedback`): the static score of the
+    model in `folder` plus an AADForest grown on its reference rows, the forest's tree weights fitted
+    so that the labelled anomalies score above the budget quantile and the labelled normal objects
+    below it. A retrain of a retrain builds on the same static score, with every label so far."""
     current = json.loads((folder / "card.json").read_text())
     reference = load_reference(folder)
-    pre, forest = fit_with_feedback(reference, known, labels, seed)
-    blob = feedback_onnx(pre, forest)
+    model = Feedback(front_of((folder / "model.onnx").read_bytes()), seed).fit(reference, known, labels)
     n_anomalies = int(labels.sum())
     version = next_version(current["version"])
     metrics = {"feedback": {"objects": len(labels), "anomaly": n_anomalies,
                             "normal": len(labels) - n_anomalies},
                "based_on": f"{current['name']}/{current['version']}",
                "shipped_model_metrics": current["metrics"].get("held_out") or current["metrics"]}
-    return export_anomaly(None, kind="AADForest", name=current["name"], version=version, out_dir=out_dir,
-                          X_pop=reference, reference=reference, metrics=metrics,
-                          description=f"{current['name']} retrained on {len(labels)} expert labels "
-                                      f"({n_anomalies} anomalies) with active anomaly discovery (AADForest)",
+    return export_anomaly(None, kind="static score + AADForest", name=current["name"], version=version,
+                          out_dir=out_dir, X_pop=reference, reference=reference, metrics=metrics,
+                          description=f"{current['name']} {current['version']} retrained on {len(labels)} "
+                                      f"expert labels ({n_anomalies} anomalies) with active anomaly "
+                                      "discovery (its static score plus an AADForest)",
                           training_data={"reference_rows": len(reference), "from": current["name"] + "/"
                                          + current["version"], "labels": len(labels)},
-                          blob=blob, raw={"output": "score", "sign": -1, "reduce": "none"},
-                          sklearn_score=lambda X: -forest.score_samples(pre.transform(X)))
+                          blob=model.to_onnx(), raw={"output": "score", "sign": 1, "reduce": "none"},
+                          view_card=current.get("classifier_view"), sklearn_score=model.unusualness)

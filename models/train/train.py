@@ -434,8 +434,22 @@ def train_all(data_dir: Path, out_dir: Path, seed: int = 42, version: str = MODE
     trainers = {"rrlyrae": lambda: train_rrlyrae(ts, out_dir, version),
                 "supernova": lambda: train_supernova(ts, out_dir, version),
                 # its own version line: it is judged and versioned apart from the classifiers
-                "anomaly": lambda: train_anomaly(ts.train, ts.test, out_dir, ANOMALY_VERSION, seed)}
+                "anomaly": lambda: train_anomaly(ts.train, ts.test, out_dir, ANOMALY_VERSION, seed,
+                                                 view=_classifier_view(out_dir, version))}
     return {name: trainers[name]() for name in names}
+
+
+def _classifier_view(out_dir: Path, version: str):
+    """The anomaly model reads the classifiers' probabilities: those just trained into `out_dir`,
+    else the shipped ones of the same version."""
+    from models.registry import ARTIFACTS
+    from models.train.anomaly_view import CLASSIFIERS, load_view
+
+    for root in (out_dir, ARTIFACTS):
+        if all((root / name / version / "model.onnx").is_file() for name in CLASSIFIERS):
+            return load_view(root, version)
+    raise FileNotFoundError(f"no {' and '.join(CLASSIFIERS)} {version} under {out_dir} or {ARTIFACTS}: train "
+                            "them first (`alert-classifier train --models rrlyrae supernova anomaly`)")
 
 
 def load_surveys(data_dir: Path) -> dict[str, list[datasets.Curve]]:
