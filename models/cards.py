@@ -141,28 +141,35 @@ def markdown(cards: list[dict]) -> str:
 
 
 def anomaly_tables(card: dict) -> list[str]:
-    """Rare vs common, per detector compared and half of the judging objects; the feedback gain."""
+    """Rare vs common, per detector compared and half of the judging objects (rare objects from
+    either split, and from the held-out split only: "unseen", no model of the project trained on
+    them); the feedback gain."""
     m = card["metrics"]
+    sets = [s for s in ("real", "simulated", "real_unseen", "simulated_unseen") if s in m["held_out"]]
     out = [f"**{card['name']} {card['version']}** (rare vs common, the alert at each object's last "
            f"detection; chosen on the selection half: {m['chosen'].replace('_', ' ')})", "",
-           "| detector | judging objects | real AUROC | real top-1% precision | simulated AUROC | "
-           "simulated top-1% precision |", "|---|---|---|---|---|---|"]
+           "| detector | judging objects | " + " | ".join(f"{s.replace('_', ' ')} AUROC (top-1% precision)"
+                                                        for s in sets) + " |",
+           "|---|---|" + "---|" * len(sets)]
     for name, halves in m["compared"].items():
         for half in ("selection_half", "report_half"):
-            real, sim = halves[half]["real"], halves[half]["simulated"]
             label = half.replace("_", " ")
             if name == m["chosen"] and half == "report_half":
                 label = f"**{label}**"
-            out.append(f"| {name.replace('_', ' ')} | {label} | {_show(real['auroc'], 'f3')} | "
-                       f"{_show(real['top_1pct_precision'], 'f3')} | {_show(sim['auroc'], 'f3')} | "
-                       f"{_show(sim['top_1pct_precision'], 'f3')} |")
-    out += ["", "Feedback (report half; an expert labels the top 10 a night for 10 nights): rare objects "
-            "found", "",
-            "| set | views (rare) | shipped model, static | forest, static | forest + feedback |",
-            "|---|---|---|---|---|"]
-    for name, f in m["feedback"].items():
-        out.append(f"| {name} | {f['pool_views']} ({f['pool_rare']}) | {f['found_static_model']} | "
-                   f"{f['found_static_forest']} | {f['found_with_feedback']} |")
+            cells = [f"{_show(halves[half][s]['auroc'], 'f3')} "
+                     f"({_show(halves[half][s]['top_1pct_precision'], 'f3')})" for s in sets]
+            out.append(f"| {name.replace('_', ' ')} | {label} | " + " | ".join(cells) + " |")
+    out += ["", "Rare objects per set and half: " + "; ".join(
+        f"{s.replace('_', ' ')} {m['selection_half'][s]['rare']} / {m['held_out'][s]['rare']}" for s in sets)]
+    if isinstance(m["feedback"], dict):
+        out += ["", "Feedback (report half; an expert labels the top 10 a night for 10 nights): rare objects "
+                "found", "",
+                "| set | views (rare) | shipped model, static | forest alone, static | with feedback |",
+                "|---|---|---|---|---|"]
+        for name, f in m["feedback"].items():
+            out.append(f"| {name.replace('_', ' ')} | {f['pool_views']} ({f['pool_rare']}) | "
+                       f"{f['found_static_model']} | {f['found_static_forest']} | "
+                       f"{f['found_with_feedback']} |")
     return [*out, ""]
 
 
