@@ -75,15 +75,19 @@ class LoadedModel:
     def is_anomaly(self) -> bool:
         return self.card.get("kind") == "anomaly"
 
-    def _run(self, X: np.ndarray, output: str | None) -> np.ndarray:
+    def run(self, X: np.ndarray, outputs: list[str] | None) -> list[np.ndarray]:
+        """One timed ONNX call (`outputs` None: every output)."""
         t0 = time.perf_counter()
-        names = [output] if output else None
-        out = self.session.run(names, {self.input_name: np.ascontiguousarray(X, np.float32)})
+        out = self.session.run(outputs, {self.input_name: np.ascontiguousarray(X, np.float32)})
         seconds = time.perf_counter() - t0
         self.calls.append((seconds, len(X)))
-        self.rows_scored += len(X)
         if self.on_inference is not None:
             self.on_inference(seconds, len(X))
+        return out
+
+    def _run(self, X: np.ndarray, output: str | None) -> np.ndarray:
+        out = self.run(X, [output] if output else None)
+        self.rows_scored += len(X)
         return out[0] if output else out[1]
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -96,9 +100,11 @@ class LoadedModel:
         row (the card keeps the population's raw scores at fixed percentile levels)."""
         if len(X) == 0:
             return np.empty(0)
+        return self._percentiles_of(self._run(X, self.card["raw_score"]["output"]))
+
+    def _percentiles_of(self, out: np.ndarray) -> np.ndarray:
         raw_card = self.card["raw_score"]
-        out = self._run(X, raw_card["output"])
-        out = out.min(axis=1) if raw_card["reduce"] == "min" else out.reshape(len(X))
+        out = out.min(axis=1) if raw_card["reduce"] == "min" else out.reshape(len(out))
         raw = raw_card["sign"] * out.astype(np.float64)
         pct = np.interp(raw, raw_card["population_scores"], raw_card["percentile_levels"])
         return np.where(np.isfinite(raw), pct, np.nan)
@@ -113,13 +119,18 @@ class LoadedModel:
                 "p99_call": round(float(np.percentile(secs, 99)) * 1e3, 3),
                 "p50_per_row": round(float(np.percentile(per_row, 50)) * 1e3, 4)}
 
-    def classify(self, X: np.ndarray, n_points: np.ndarray) -> list[Result]:
-        """Score a batch; rows with too few points are declined (class 300, probability 1)."""
+    def classify(self, X: np.ndarray, n_points: np.ndarray,
+                 computed: np.ndarray | None = None) -> list[Result]:
+        """Score a batch; rows with too few points are declined (class 300, probability 1).
+        `computed`: this model's ONNX output for every row, from a call another model made
+        (Registry.score), instead of a call of its own."""
         ok = n_points >= self.min_points
         self.declined += int((~ok).sum())
+        if computed is not None:
+            self.rows_scored += int(ok.sum())
         if self.is_anomaly:
-            return self._anomaly(X, n_points, ok)
-        proba = self.predict_proba(X[ok])
+            return self._anomaly(X, n_points, ok, computed)
+        proba = computed[ok] if computed is not None else self.predict_proba(X[ok])
         results, j = [], 0
         for i in range(len(X)):
             if not ok[i]:
@@ -142,9 +153,12 @@ class LoadedModel:
     def _too_few(self, n_points: int) -> str:
         return f"too few points: {n_points} < {self.min_points}"
 
-    def _anomaly(self, X: np.ndarray, n_points: np.ndarray, ok: np.ndarray) -> list[Result]:
+    def _anomaly(self, X: np.ndarray, n_points: np.ndarray, ok: np.ndarray,
+                 computed: np.ndarray | None) -> list[Result]:
         score = np.full(len(X), np.nan)
-        score[ok] = self.percentiles(X[ok])
+        if ok.any():
+            score[ok] = (self._percentiles_of(computed[ok]) if computed is not None
+                         else self.percentiles(X[ok]))
         results = []
         for i in range(len(X)):
             if not ok[i]:
@@ -232,15 +246,37 @@ class Registry:
         self.models = dict(sorted(self.models.items(), key=lambda item: (item[1].is_anomaly, item[0])))
         if not self.models:
             raise ModelError(f"no model artefacts under {root}: run `alert-classifier train`")
+        self.shared = self._shared_outputs()
+
+    def _shared_outputs(self) -> dict[str, str]:
+        """{classifier: anomaly model output}: the classifiers whose very graphs (same sha256) the
+        anomaly model embeds and passes on; one ONNX call then scores all of them (its time is
+        counted on the anomaly model)."""
+        anomaly = [m for m in self.models.values() if m.is_anomaly]
+        if len(anomaly) != 1:
+            return {}
+        outputs = {o.name for o in anomaly[0].session.get_outputs()}
+        embedded = anomaly[0].card.get("classifier_view", {}).get("classifiers", {})
+        return {name: f"{name}_probabilities" for name, e in embedded.items()
+                if name in self.models and self.models[name].card.get("sha256") == e.get("sha256")
+                and f"{name}_probabilities" in outputs}
 
     def classify(self, curves) -> list[list[Result]]:
         """Features once for the batch, then one ONNX call per model. Returns per-curve result lists."""
         return self.score(features.extract(curves), np.array([len(c.t) for c in curves]))
 
     def score(self, X: np.ndarray, n_points: np.ndarray) -> list[list[Result]]:
-        """Every model on a feature matrix: one ONNX call per model for the whole batch."""
-        per_model = [m.classify(X, n_points) for m in self.models.values()]
-        return [list(rs) for rs in zip(*per_model, strict=True)] if len(X) else []
+        """Every model on a feature matrix: one ONNX call per model for the whole batch, or one for
+        the anomaly model and the classifiers it embeds."""
+        if not len(X):
+            return []
+        computed: dict[str, np.ndarray] = {}
+        if self.shared:
+            anomaly = next(m for m in self.models.values() if m.is_anomaly)
+            outputs = [anomaly.card["raw_score"]["output"], *self.shared.values()]
+            computed = dict(zip([anomaly.name, *self.shared], anomaly.run(X, outputs), strict=True))
+        per_model = [m.classify(X, n_points, computed.get(name)) for name, m in self.models.items()]
+        return [list(rs) for rs in zip(*per_model, strict=True)]
 
 
 def _version_key(version: str) -> tuple:

@@ -114,6 +114,24 @@ def test_the_anomaly_model_reads_what_the_shipped_classifiers_say(registry):
     assert len(model.card["classifier_view"]["names"]) == view.shape[1] == p.shape[1] + 3
 
 
+def test_one_onnx_call_scores_the_anomaly_model_and_the_classifiers_it_embeds():
+    """The anomaly model passes on the probabilities of the classifier graphs it embeds; when those
+    are the very classifiers loaded (same sha256), the registry takes them from its call instead of
+    running the classifiers again, with the same results."""
+    shared, alone = Registry(), Registry()
+    assert shared.shared == {"supernova": "supernova_probabilities", "rrlyrae": "rrlyrae_probabilities"}
+    alone.shared = {}
+    decoder = Decoder()
+    alerts = [decoder.decode(decoder.encode(r, VERSION)) for r in simulate_alerts(30, history=12, seed=8)]
+    short = [decoder.decode(decoder.encode(r, VERSION)) for r in simulate_alerts(2, history=0, seed=9)]
+    curves = [light_curve(a) for a in alerts + short]
+    got, want = shared.classify(curves), alone.classify(curves)
+    assert [[r.as_dict() for r in rs] for rs in got] == [[r.as_dict() for r in rs] for rs in want]
+    assert not shared.models["supernova"].calls and len(shared.models["anomaly"].calls) == 1
+    assert shared.models["supernova"].rows_scored == alone.models["supernova"].rows_scored
+    assert shared.models["rrlyrae"].declined == alone.models["rrlyrae"].declined > 0
+
+
 def test_a_coniferest_forest_rewritten_for_ai_onnx_ml_3_scores_as_coniferest_does():
     """The feedback forest is exported by coniferest (ai.onnx.ml 5) and rewritten as a
     TreeEnsembleRegressor (ai.onnx.ml 3, beside the classifiers' TreeEnsembleClassifier)."""

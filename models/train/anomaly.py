@@ -38,7 +38,7 @@ from sklearn.preprocessing import PowerTransformer
 from models import features
 from models.errors import ModelError
 from models.taxonomy import SN_IA, SN_II
-from models.train.anomaly_view import ClassifierView, TwoViewScore
+from models.train.anomaly_view import PASSED_ON, ClassifierView, TwoViewScore, passed_on_outputs
 from models.train.train import Views, progress
 
 NAME = "anomaly"
@@ -482,7 +482,8 @@ class Feedback:
                  helper.make_node("Div", ["d_s", "scale_s"], ["z_s"]),
                  helper.make_node("Add", ["z_s", "z_f"], ["score"]),
                  helper.make_node("Identity", ["s_static"], ["static"]),
-                 helper.make_node("Identity", ["s_view"], ["view"])]
+                 helper.make_node("Identity", ["s_view"], ["view"]),
+                 *(helper.make_node("Identity", ["s_" + out], [out]) for out in PASSED_ON.values())]
         concat = helper.make_node("Concat", ["h_" + head.graph.output[0].name, "s_view"], ["selected"],
                                   axis=1)
         inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n_features])]
@@ -492,24 +493,28 @@ class Feedback:
         front_and_head = join(parts, [concat], [], inputs,
                               [helper.make_tensor_value_info("selected", TensorProto.FLOAT, [None, width]),
                                helper.make_tensor_value_info("s_static", TensorProto.FLOAT, [None, 1]),
-                               helper.make_tensor_value_info("s_view", TensorProto.FLOAT, [None, None])],
+                               helper.make_tensor_value_info("s_view", TensorProto.FLOAT, [None, None]),
+                               *(helper.make_tensor_value_info("s_" + out, TensorProto.FLOAT, [None, None])
+                                 for out in PASSED_ON.values())],
                               "feedback_input")
         outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1]),
                    helper.make_tensor_value_info("static", TensorProto.FLOAT, [None, 1]),
-                   helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, None])]
+                   helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, None]),
+                   *passed_on_outputs()]
         model = join([("", front_and_head, {}), ("t_", tail, {"selected": "selected"})], nodes, const, inputs,
                      outputs, "anomaly_feedback")
         return model.SerializeToString()
 
 
 def front_of(model_onnx: bytes) -> onnx.ModelProto:
-    """features -> static, view: the part of an exported anomaly model a feedback retrain builds on."""
+    """features -> static, view and the classifiers' probabilities: the part of an exported anomaly
+    model a feedback retrain builds on."""
     model = onnx.load_from_string(model_onnx)
-    outputs = {o.name for o in model.graph.output}
-    if not {"static", "view"} <= outputs:
-        raise ModelError("this anomaly model has no `static` and `view` outputs (it predates anomaly 1.3.0): "
+    wanted = ["static", "view", *PASSED_ON.values()]
+    if not set(wanted) <= {o.name for o in model.graph.output}:
+        raise ModelError(f"this anomaly model lacks the outputs {wanted} (it predates anomaly 1.3.0): "
                          "feedback retrains need anomaly 1.3.0 or later; update the shipped models")
-    return onnx.utils.Extractor(model).extract_model(["features"], ["static", "view"])
+    return onnx.utils.Extractor(model).extract_model(["features"], wanted)
 
 
 # ai.onnx.ml 5 TreeEnsemble's node modes, as TreeEnsembleRegressor spells them

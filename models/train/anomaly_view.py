@@ -34,6 +34,9 @@ from models import features
 from models.taxonomy import RR_LYRAE
 
 CLASSIFIERS = ("supernova", "rrlyrae")
+# the exported model's outputs that pass on the embedded classifiers' probabilities: the registry
+# takes them instead of running those classifiers a second time (models/registry.py)
+PASSED_ON = {name: f"{name}_probabilities" for name in CLASSIFIERS}
 EPS = 1e-4  # probabilities clipped to [EPS, 1 - EPS] before their log-odds: no infinities
 OPSET = 17
 
@@ -132,6 +135,11 @@ def load_view(artifacts: Path, version: str) -> ClassifierView:
                                   "sha256": hashlib.sha256(blobs[name]).hexdigest()} for name in CLASSIFIERS})
 
 
+def passed_on_outputs() -> list[onnx.ValueInfoProto]:
+    return [helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, None])
+            for name in PASSED_ON.values()]
+
+
 class TwoViewScore:
     """Unusualness = robust z-score of the feature mixture's unusualness + that of a Gaussian mixture
     over the classifier view (z against the population: (s - median) / interquartile range)."""
@@ -192,13 +200,16 @@ class TwoViewScore:
             helper.make_node("Add", ["z_f", "z_v"], ["score"]),
             helper.make_node("Identity", ["score"], ["static"]),  # what a feedback retrain builds on
             helper.make_node("Identity", ["c_view"], ["view"]),
+            helper.make_node("Identity", ["c_sn_probabilities"], [PASSED_ON["supernova"]]),
+            helper.make_node("Identity", ["c_rrl_probabilities"], [PASSED_ON["rrlyrae"]]),
         ]
         inits = [_const("column", [-1, 1], np.int64), _const("centre_f", self.centre_[0]),
                  _const("centre_v", self.centre_[1]), _const("scale_f", self.scale_[0]),
                  _const("scale_v", self.scale_[1])]
         outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1]),
                    helper.make_tensor_value_info("static", TensorProto.FLOAT, [None, 1]),
-                   helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, width])]
+                   helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, width]),
+                   *passed_on_outputs()]
         parts = [("f_", feature_onnx, {"features": "features"}), ("c_", self.view, {"features": "features"}),
                  ("v_", tail, {"view": "c_view"})]
         return join(parts, n, inits, [_features_input()], outputs, "anomaly")
