@@ -67,6 +67,7 @@ class LoadedModel:
     declined: int = 0
     on_inference: Callable[[float, int], None] | None = None
     folder: Path | None = None  # where its artefacts are (the anomaly retrain reads its reference rows)
+    shared_with: str | None = None  # the model whose ONNX call scores this one too (Registry.shared)
 
     def __post_init__(self) -> None:
         self.input_name = self.session.get_inputs()[0].name
@@ -222,7 +223,7 @@ class Registry:
     the shipped ones, and those `alert-classifier anomaly retrain` writes under the data directory."""
 
     def __init__(self, root: Path = ARTIFACTS, names: list[str] | None = None,
-                 extra: Path | None = None) -> None:
+                 extra: Path | None = None, share_calls: bool = True) -> None:
         self.models: dict[str, LoadedModel] = {}
         shipped = sorted(root.glob("*/*/card.json"))
         retrained = sorted(extra.glob("*/*/card.json")) if extra else []
@@ -246,7 +247,9 @@ class Registry:
         self.models = dict(sorted(self.models.items(), key=lambda item: (item[1].is_anomaly, item[0])))
         if not self.models:
             raise ModelError(f"no model artefacts under {root}: run `alert-classifier train`")
-        self.shared = self._shared_outputs()
+        self.shared = self._shared_outputs() if share_calls else {}
+        for name in self.shared:
+            self.models[name].shared_with = next(m.name for m in self.models.values() if m.is_anomaly)
 
     def _shared_outputs(self) -> dict[str, str]:
         """{classifier: anomaly model output}: the classifiers whose very graphs (same sha256) the
@@ -275,6 +278,8 @@ class Registry:
             anomaly = next(m for m in self.models.values() if m.is_anomaly)
             outputs = [anomaly.card["raw_score"]["output"], *self.shared.values()]
             computed = dict(zip([anomaly.name, *self.shared], anomaly.run(X, outputs), strict=True))
+            for name in self.shared:  # the call that scored them, for their latency figures
+                self.models[name].calls.append(anomaly.calls[-1])
         per_model = [m.classify(X, n_points, computed.get(name)) for name, m in self.models.items()]
         return [list(rs) for rs in zip(*per_model, strict=True)]
 

@@ -306,7 +306,7 @@ def test_models_endpoints(client):
     m = client.get("/v1/models/rrlyrae").json()
     assert len(m["sha256"]) == 64 and m["features"] and m["metrics"]["held_out_all"]["auc"] > 0.5
     assert m["ready"] and m["load_seconds"] > 0 and m["rows_scored"] >= 1
-    assert m["inference_latency_ms"]["calls"] >= 1
+    assert m["inference_latency_ms"]["calls"] >= 1 and m["inference_shared_with"] == "anomaly"
     assert client.get("/v1/models/nope").status_code == 404
 
 

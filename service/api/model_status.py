@@ -20,7 +20,7 @@ def describe(model: LoadedModel) -> dict:
             "training_data": card.get("training_data"), "created": card.get("created"),
             "load_seconds": round(model.load_seconds, 4), "ready": True,
             "rows_scored": model.rows_scored, "declined": model.declined,
-            "inference_latency_ms": model.latency_ms()}
+            "inference_latency_ms": model.latency_ms(), "inference_shared_with": model.shared_with}
 
 
 @router.get("/models", summary="Every loaded model", response_model=list[ModelStatus])

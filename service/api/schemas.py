@@ -119,6 +119,9 @@ class ModelStatus(BaseModel):
     rows_scored: int
     declined: int
     inference_latency_ms: dict[str, float | int]
+    inference_shared_with: str | None = Field(
+        None, description="the model whose ONNX call also scores this one (it embeds this model's graph); "
+                          "the latency is that call's")
 
 
 class Live(BaseModel):
