@@ -38,7 +38,13 @@ from sklearn.preprocessing import PowerTransformer
 from models import features
 from models.errors import ModelError
 from models.taxonomy import SN_IA, SN_II
-from models.train.anomaly_view import PASSED_ON, ClassifierView, TwoViewScore, passed_on_outputs
+from models.train.anomaly_view import (
+    PASSED_ON,
+    ClassifierView,
+    TwoViewScore,
+    passed_on_outputs,
+    summed_z_scores,
+)
 from models.train.train import Views, progress
 
 NAME = "anomaly"
@@ -470,20 +476,13 @@ class Feedback:
         tail = _as_tree_ensemble_regressor(coniferest_to_onnx(
             self.forest_, target_opset=CONIFEREST_OPSET,
             initial_types=[("selected", CommonFloat([None, width]))]))
-        const = [onnx.numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in
-                 (("centre_s", self.centre_[0]), ("scale_s", self.scale_[0]), ("centre_f", self.centre_[1]),
-                  ("scale_f", self.scale_[1]))] + [onnx.numpy_helper.from_array(np.array([-1, 1]), "column")]
-        nodes = [helper.make_node("Reshape", ["t_" + tail.graph.output[0].name, "column"], ["raw_f"]),
-                 helper.make_node("Neg", ["raw_f"], ["u_f"]),
-                 helper.make_node("Sub", ["u_f", "centre_f"], ["d_f"]),
-                 helper.make_node("Div", ["d_f", "scale_f"], ["z_f"]),
-                 helper.make_node("Reshape", ["s_static", "column"], ["u_s"]),
-                 helper.make_node("Sub", ["u_s", "centre_s"], ["d_s"]),
-                 helper.make_node("Div", ["d_s", "scale_s"], ["z_s"]),
-                 helper.make_node("Add", ["z_s", "z_f"], ["score"]),
-                 helper.make_node("Identity", ["s_static"], ["static"]),
-                 helper.make_node("Identity", ["s_view"], ["view"]),
-                 *(helper.make_node("Identity", ["s_" + out], [out]) for out in PASSED_ON.values())]
+        # the forest's score is higher for the more ordinary: unusualness is its negative
+        nodes, const = summed_z_scores([("s_static", 1.0, self.centre_[0], self.scale_[0]),
+                                        ("t_" + tail.graph.output[0].name, -1.0, self.centre_[1],
+                                         self.scale_[1])], "score")
+        nodes += [helper.make_node("Identity", ["s_static"], ["static"]),
+                  helper.make_node("Identity", ["s_view"], ["view"]),
+                  *(helper.make_node("Identity", ["s_" + out], [out]) for out in PASSED_ON.values())]
         concat = helper.make_node("Concat", ["h_" + head.graph.output[0].name, "s_view"], ["selected"],
                                   axis=1)
         inputs = [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n_features])]

@@ -41,6 +41,21 @@ EPS = 1e-4  # probabilities clipped to [EPS, 1 - EPS] before their log-odds: no 
 OPSET = 17
 
 
+def summed_z_scores(terms: list[tuple[str, float, float, float]], out: str) -> tuple[list, list]:
+    """ONNX nodes and constants for `out` = the sum over `terms` (tensor, sign, centre, scale) of
+    (sign * tensor - centre) / scale, each tensor as a column [N, 1]: the robust z-scores that both
+    the two-view score and a feedback retrain add up."""
+    nodes, consts = [], [_const("column", [-1, 1], np.int64)]
+    for i, (tensor, sign, centre, scale) in enumerate(terms):
+        consts += [_const(f"sign_{i}", sign), _const(f"centre_{i}", centre), _const(f"scale_{i}", scale)]
+        nodes += [helper.make_node("Reshape", [tensor, "column"], [f"column_{i}"]),
+                  helper.make_node("Mul", [f"column_{i}", f"sign_{i}"], [f"signed_{i}"]),
+                  helper.make_node("Sub", [f"signed_{i}", f"centre_{i}"], [f"centred_{i}"]),
+                  helper.make_node("Div", [f"centred_{i}", f"scale_{i}"], [f"z_{i}"])]
+    nodes.append(helper.make_node("Sum", [f"z_{i}" for i in range(len(terms))], [out]))
+    return nodes, consts
+
+
 def view_names(sn_class_ids: list[int]) -> list[str]:
     return ([f"logit_supernova_{c}" for c in sn_class_ids]
             + ["logit_rrlyrae", "supernova_entropy", "supernova_top_probability"])
@@ -188,24 +203,13 @@ class TwoViewScore:
         tail = to_onnx(self.view_model_, initial_types=[("view", FloatTensorType([None, width]))],
                        target_opset={"": OPSET, "ai.onnx.ml": 1},
                        options={id(self.view_model_[-1]): {"score_samples": True}})
-        n = [
-            helper.make_node("Reshape", ["f_score_samples", "column"], ["ll_f"]),
-            helper.make_node("Reshape", ["v_score_samples", "column"], ["ll_v"]),
-            helper.make_node("Neg", ["ll_f"], ["u_f"]),
-            helper.make_node("Neg", ["ll_v"], ["u_v"]),
-            helper.make_node("Sub", ["u_f", "centre_f"], ["d_f"]),
-            helper.make_node("Sub", ["u_v", "centre_v"], ["d_v"]),
-            helper.make_node("Div", ["d_f", "scale_f"], ["z_f"]),
-            helper.make_node("Div", ["d_v", "scale_v"], ["z_v"]),
-            helper.make_node("Add", ["z_f", "z_v"], ["score"]),
-            helper.make_node("Identity", ["score"], ["static"]),  # what a feedback retrain builds on
-            helper.make_node("Identity", ["c_view"], ["view"]),
-            helper.make_node("Identity", ["c_sn_probabilities"], [PASSED_ON["supernova"]]),
-            helper.make_node("Identity", ["c_rrl_probabilities"], [PASSED_ON["rrlyrae"]]),
-        ]
-        inits = [_const("column", [-1, 1], np.int64), _const("centre_f", self.centre_[0]),
-                 _const("centre_v", self.centre_[1]), _const("scale_f", self.scale_[0]),
-                 _const("scale_v", self.scale_[1])]
+        # the mixtures give log-likelihoods: unusualness is their negative
+        n, inits = summed_z_scores([("f_score_samples", -1.0, self.centre_[0], self.scale_[0]),
+                                    ("v_score_samples", -1.0, self.centre_[1], self.scale_[1])], "score")
+        n += [helper.make_node("Identity", ["score"], ["static"]),  # what a feedback retrain builds on
+              helper.make_node("Identity", ["c_view"], ["view"]),
+              helper.make_node("Identity", ["c_sn_probabilities"], [PASSED_ON["supernova"]]),
+              helper.make_node("Identity", ["c_rrl_probabilities"], [PASSED_ON["rrlyrae"]])]
         outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1]),
                    helper.make_tensor_value_info("static", TensorProto.FLOAT, [None, 1]),
                    helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, width]),
