@@ -96,10 +96,10 @@ def _features_input() -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, len(features.FEATURE_NAMES)])
 
 
-def view_graph(supernova: onnx.ModelProto, rrlyrae: onnx.ModelProto, rrlyrae_class_ids: list[int]
-               ) -> onnx.ModelProto:
-    """features [N, 91] -> view [N, 8]: the supernova model's class log-odds, the RR Lyrae log-odds,
-    the supernova model's entropy and top probability."""
+def view_graph(supernova: onnx.ModelProto, rrlyrae: onnx.ModelProto, supernova_class_ids: list[int],
+               rrlyrae_class_ids: list[int]) -> onnx.ModelProto:
+    """features -> view [N, supernova classes + 3]: the supernova model's class log-odds, the RR
+    Lyrae log-odds, the supernova model's entropy and top probability."""
     p, q = "sn_probabilities", "rrl_probabilities"
     col = rrlyrae_class_ids.index(RR_LYRAE)
     n = [
@@ -125,8 +125,7 @@ def view_graph(supernova: onnx.ModelProto, rrlyrae: onnx.ModelProto, rrlyrae_cla
     inits = [_const("eps", EPS), _const("one_minus_eps", 1 - EPS), _const("one", 1.0), _const("tiny", 1e-12),
              _const("rrl_start", [col], np.int64), _const("rrl_end", [col + 1], np.int64),
              _const("axis_1", [1], np.int64)]
-    sn_classes = supernova.graph.output[1].type.tensor_type.shape.dim[1].dim_value or 5
-    out = helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, sn_classes + 3])
+    out = helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, len(supernova_class_ids) + 3])
     return join([("sn_", supernova, {"features": "features"}), ("rrl_", rrlyrae, {"features": "features"})],
                 n, inits, [_features_input()], [out], "classifier_view")
 
@@ -144,7 +143,7 @@ def load_view(artifacts: Path, version: str) -> ClassifierView:
     cards = {name: json.loads((f / "card.json").read_text()) for name, f in folders.items()}
     blobs = {name: (f / "model.onnx").read_bytes() for name, f in folders.items()}
     graph = view_graph(onnx.load_from_string(blobs["supernova"]), onnx.load_from_string(blobs["rrlyrae"]),
-                       cards["rrlyrae"]["class_ids"])
+                       cards["supernova"]["class_ids"], cards["rrlyrae"]["class_ids"])
     return ClassifierView(graph, view_names(cards["supernova"]["class_ids"]),
                           {name: {"version": cards[name]["version"],
                                   "sha256": hashlib.sha256(blobs[name]).hexdigest()} for name in CLASSIFIERS})
