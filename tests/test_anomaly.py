@@ -133,6 +133,9 @@ def test_one_onnx_call_scores_the_anomaly_model_and_the_classifiers_it_embeds():
     assert alone.models["supernova"].shared_with is None
     assert shared.models["supernova"].rows_scored == alone.models["supernova"].rows_scored
     assert shared.models["rrlyrae"].declined == alone.models["rrlyrae"].declined > 0
+    # a classifier retrained since (another graph than the one embedded) is called on its own
+    shared.models["supernova"].card = {**shared.models["supernova"].card, "sha256": "0" * 64}
+    assert shared._shared_outputs() == {"rrlyrae": "rrlyrae_probabilities"}
 
 
 def test_a_coniferest_forest_rewritten_for_ai_onnx_ml_3_scores_as_coniferest_does():
