@@ -73,9 +73,6 @@ LEVELS = np.unique(np.r_[np.linspace(0, 0.9, 91), np.linspace(0.9, 0.999, 100), 
 OPSET = 17
 PARITY_PERCENTILE = 0.005
 PARITY_RAW = 1e-5
-# The feedback model's opsets: the classifiers' TreeEnsembleClassifier (in the view) is deprecated in
-# ai.onnx.ml 5, where coniferest writes its forest: the forest is rewritten for ai.onnx.ml 3.
-FEEDBACK_OPSETS = {"": OPSET, "ai.onnx.ml": 3}
 CONIFEREST_OPSET = 15  # the highest default-domain opset coniferest's converter supports
 NIGHTS, PER_NIGHT = 10, 10  # the simulated expert: labels the top 10 candidates a night, 10 nights
 
@@ -523,7 +520,8 @@ _MODES = ("BRANCH_LEQ", "BRANCH_LT", "BRANCH_GTE", "BRANCH_GT", "BRANCH_EQ", "BR
 def _as_tree_ensemble_regressor(model: onnx.ModelProto) -> onnx.ModelProto:
     """coniferest's forest (one ai.onnx.ml 5 TreeEnsemble node, summing one target) as the same trees
     in a TreeEnsembleRegressor (ai.onnx.ml 3): each tree walked from its root, its branches and
-    leaves numbered within the tree."""
+    leaves numbered within the tree. The feedback model holds the classifiers' graphs too, whose
+    TreeEnsembleClassifier ai.onnx.ml 5 deprecates, and one model has one version per domain."""
     from onnx import helper, numpy_helper
 
     (node,) = model.graph.node
