@@ -41,6 +41,7 @@ from models.taxonomy import SN_IA, SN_II
 from models.train.anomaly_view import (
     PASSED_ON,
     ClassifierView,
+    RobustZ,
     TwoViewScore,
     passed_on_outputs,
     summed_z_scores,
@@ -444,9 +445,7 @@ class Feedback:
                                    np.where(labels, Label.ANOMALY, Label.REGULAR))
         else:
             self.forest_.fit(Z)
-        forest = -self.forest_.score_samples(Z)
-        self.centre_ = np.array([np.median(static), np.median(forest)])
-        self.scale_ = np.array([np.subtract(*np.percentile(v, [75, 25])) for v in (static, forest)])
+        self.z_ = RobustZ(static, -self.forest_.score_samples(Z))
         return self
 
     def forest_unusualness(self, X: np.ndarray) -> np.ndarray:
@@ -454,8 +453,7 @@ class Feedback:
 
     def unusualness(self, X: np.ndarray) -> np.ndarray:
         static, view = self._static_and_view(X)
-        forest = -self.forest_.score_samples(self._forest_input(X, view))
-        return (static - self.centre_[0]) / self.scale_[0] + (forest - self.centre_[1]) / self.scale_[1]
+        return self.z_.sum(static, -self.forest_.score_samples(self._forest_input(X, view)))
 
     def to_onnx(self) -> bytes:
         """features -> score (the unusualness above), static and view: one graph, the front, the
@@ -474,9 +472,9 @@ class Feedback:
             self.forest_, target_opset=CONIFEREST_OPSET,
             initial_types=[("selected", CommonFloat([None, width]))]))
         # the forest's score is higher for the more ordinary: unusualness is its negative
-        nodes, const = summed_z_scores([("s_static", 1.0, self.centre_[0], self.scale_[0]),
-                                        ("t_" + tail.graph.output[0].name, -1.0, self.centre_[1],
-                                         self.scale_[1])], "score")
+        nodes, const = summed_z_scores([("s_static", 1.0, self.z_.centre[0], self.z_.scale[0]),
+                                        ("t_" + tail.graph.output[0].name, -1.0, self.z_.centre[1],
+                                         self.z_.scale[1])], "score")
         nodes += [helper.make_node("Identity", ["s_static"], ["static"]),
                   helper.make_node("Identity", ["s_view"], ["view"]),
                   *(helper.make_node("Identity", ["s_" + out], [out]) for out in PASSED_ON.values())]

@@ -56,6 +56,18 @@ def summed_z_scores(terms: list[tuple[str, float, float, float]], out: str) -> t
     return nodes, consts
 
 
+class RobustZ:
+    """Scores as robust z-scores against a population, summed: (s - median) / interquartile range
+    per score. The numpy side of `summed_z_scores`, fitted where the population's scores are known."""
+
+    def __init__(self, *population_scores: np.ndarray):
+        self.centre = np.array([np.median(s) for s in population_scores])
+        self.scale = np.array([np.subtract(*np.percentile(s, [75, 25])) for s in population_scores])
+
+    def sum(self, *scores: np.ndarray) -> np.ndarray:
+        return sum((s - c) / k for s, c, k in zip(scores, self.centre, self.scale, strict=True))
+
+
 def view_names(sn_class_ids: list[int]) -> list[str]:
     return ([f"logit_supernova_{c}" for c in sn_class_ids]
             + ["logit_rrlyrae", "supernova_entropy", "supernova_top_probability"])
@@ -181,19 +193,16 @@ class TwoViewScore:
         self.view_model_ = Pipeline([("power", PowerTransformer()), ("model", GaussianMixture(
             self.n_components, covariance_type="full", reg_covar=1e-3, random_state=self.seed))])
         self.view_model_.fit(self.views(X))
-        a, b = self._parts(X)
-        self.centre_ = np.array([np.median(a), np.median(b)])
-        self.scale_ = np.array([np.subtract(*np.percentile(v, [75, 25])) for v in (a, b)])
+        self.z_ = RobustZ(*self._parts(X))
         return self
 
     def unusualness(self, X: np.ndarray) -> np.ndarray:
-        a, b = self._parts(X)
-        return (a - self.centre_[0]) / self.scale_[0] + (b - self.centre_[1]) / self.scale_[1]
+        return self.z_.sum(*self._parts(X))
 
     def card(self) -> dict:
         """What the card says of the view: its columns and the classifiers it embeds."""
         return {"names": self.names, "classifiers": self.classifiers,
-                "z_centre": self.centre_.round(6).tolist(), "z_scale": self.scale_.round(6).tolist()}
+                "z_centre": self.z_.centre.round(6).tolist(), "z_scale": self.z_.scale.round(6).tolist()}
 
     def to_onnx(self, feature_onnx: onnx.ModelProto) -> onnx.ModelProto:
         """features -> score [N, 1] (the unusualness above) and view [N, 8]. `feature_onnx`: the
@@ -203,8 +212,8 @@ class TwoViewScore:
                        target_opset={"": OPSET, "ai.onnx.ml": 1},
                        options={id(self.view_model_[-1]): {"score_samples": True}})
         # the mixtures give log-likelihoods: unusualness is their negative
-        n, inits = summed_z_scores([("f_score_samples", -1.0, self.centre_[0], self.scale_[0]),
-                                    ("v_score_samples", -1.0, self.centre_[1], self.scale_[1])], "score")
+        n, inits = summed_z_scores([("f_score_samples", -1.0, self.z_.centre[0], self.z_.scale[0]),
+                                    ("v_score_samples", -1.0, self.z_.centre[1], self.z_.scale[1])], "score")
         n += [helper.make_node("Identity", ["score"], ["static"]),  # what a feedback retrain builds on
               helper.make_node("Identity", ["c_view"], ["view"]),
               helper.make_node("Identity", ["c_sn_probabilities"], [PASSED_ON["supernova"]]),
