@@ -247,19 +247,21 @@ class Registry:
         self.models = dict(sorted(self.models.items(), key=lambda item: (item[1].is_anomaly, item[0])))
         if not self.models:
             raise ModelError(f"no model artefacts under {root}: run `alert-classifier train`")
-        self.shared = self._shared_outputs() if share_calls else {}
+        anomaly = [m for m in self.models.values() if m.is_anomaly]
+        # the model whose one call also scores the classifiers it embeds, and which ones
+        self.sharer = anomaly[0] if len(anomaly) == 1 and share_calls else None
+        self.shared = self._shared_outputs()
         for name in self.shared:
-            self.models[name].shared_with = next(m.name for m in self.models.values() if m.is_anomaly)
+            self.models[name].shared_with = self.sharer.name
 
     def _shared_outputs(self) -> dict[str, str]:
         """{classifier: anomaly model output}: the classifiers whose very graphs (same sha256) the
         anomaly model embeds and passes on; one ONNX call then scores all of them (its time is
         counted on the anomaly model)."""
-        anomaly = [m for m in self.models.values() if m.is_anomaly]
-        if len(anomaly) != 1:
+        if self.sharer is None:
             return {}
-        outputs = {o.name for o in anomaly[0].session.get_outputs()}
-        embedded = anomaly[0].card.get("classifier_view", {}).get("classifiers", {})
+        outputs = {o.name for o in self.sharer.session.get_outputs()}
+        embedded = self.sharer.card.get("classifier_view", {}).get("classifiers", {})
         return {name: f"{name}_probabilities" for name, e in embedded.items()
                 if name in self.models and self.models[name].card.get("sha256") == e.get("sha256")
                 and f"{name}_probabilities" in outputs}
@@ -275,11 +277,10 @@ class Registry:
             return []
         computed: dict[str, np.ndarray] = {}
         if self.shared:
-            anomaly = next(m for m in self.models.values() if m.is_anomaly)
-            outputs = [anomaly.card["raw_score"]["output"], *self.shared.values()]
-            computed = dict(zip([anomaly.name, *self.shared], anomaly.run(X, outputs), strict=True))
+            outputs = [self.sharer.card["raw_score"]["output"], *self.shared.values()]
+            computed = dict(zip([self.sharer.name, *self.shared], self.sharer.run(X, outputs), strict=True))
             for name in self.shared:  # the call that scored them, for their latency figures
-                self.models[name].calls.append(anomaly.calls[-1])
+                self.models[name].calls.append(self.sharer.calls[-1])
         per_model = [m.classify(X, n_points, computed.get(name)) for name, m in self.models.items()]
         return [list(rs) for rs in zip(*per_model, strict=True)]
 
