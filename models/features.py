@@ -21,7 +21,8 @@ from typing import Protocol
 import light_curve as lc
 import numpy as np
 
-from models import templates
+from models import feature_groups, templates
+from models.feature_groups import COLOUR_PAIRS, EVOLUTION_BANDS, PHASE_BANDS, PHASE_COLOURS, SLOPE_BANDS
 
 BANDS = ("u", "g", "r", "i", "z", "y")
 
@@ -34,7 +35,6 @@ PERIOD_GRID = np.linspace(0.0, 2 * np.pi / MIN_PERIOD_D, 2**13 + 1)
 MIN_POINTS_PERIOD = 8
 MIN_POINTS_SHAPE = 4
 MIN_POINTS_FOURIER = 9  # 7 coefficients of the 3-harmonic series, and some left to judge the fit
-COLOUR_PAIRS = ((0, 1), (1, 2), (2, 3), (3, 4), (1, 3))  # u-g, g-r, r-i, i-z, g-i
 _PAIR_A, _PAIR_B = (np.array(x) for x in zip(*COLOUR_PAIRS, strict=True))
 
 
@@ -65,26 +65,13 @@ TRANSIENT_NAMES = ["bazin_log_rise", "bazin_log_fall", "bazin_log_chi2", "bazin_
                    "log_max_over_min"]
 COLOUR_NAMES = [f"amp_ratio_{BANDS[a]}{BANDS[b]}" for a, b in COLOUR_PAIRS] + \
                [f"peak_colour_{BANDS[a]}{BANDS[b]}" for a, b in COLOUR_PAIRS]
-EVOLUTION_BANDS = (1, 2, 3)  # g, r, i: where supernovae are best sampled
 EVOLUTION_NAMES = [f"decline_{BANDS[b]}" for b in EVOLUTION_BANDS] + ["late_colour_gr", "late_colour_ri"]
-# Interpolated at fixed days from the peak: per-band declines (a Delta-m15-like rate and the same at
-# 30 d), colours before and after the peak, and the i/r flux at 30 vs 15 d (SN Ia rise again in i).
-PHASE_BANDS = (1, 2, 3, 4)  # g, r, i, z
-PHASE_COLOURS = ((1, 2, -5.0), (1, 2, 15.0), (1, 2, 30.0), (2, 3, 15.0), (2, 3, 30.0), (2, 4, 15.0))
 PHASE_NAMES = ([f"dmag15_{BANDS[b]}" for b in PHASE_BANDS] + [f"dmag30_{BANDS[b]}" for b in PHASE_BANDS]
                + [f"colour_{BANDS[a]}{BANDS[b]}_{'m' if d < 0 else 'p'}{abs(d):.0f}d"
                   for a, b, d in PHASE_COLOURS]
                + ["rebrighten_i", "rebrighten_r"])
 EARLY_NAMES = ["rise_rate_g", "rise_rate_r", "rise_rate_i", "colour_gr_latest", "colour_ri_latest",
                "colour_gr_per_day", "colour_ri_per_day"]
-PAIR_TOLERANCE_D = 2.0  # points of two bands this close in time make a colour
-# Magnitude slopes before and after each band's own peak, from every point in the window: unlike the
-# interpolated declines above they exist as soon as two points follow the peak, which on real ZTF
-# curves (g fades below the limit within a month) is most of the time. (2.0.0; BTS training split,
-# 5-fold CV: Ia vs core-collapse AUC 0.836 -> 0.845.)
-SLOPE_BANDS = (1, 2)  # g and r: the bands ZTF and Rubin share, where supernovae are best sampled
-POST_PEAK_WINDOW_D = 60.0
-MIN_SLOPE_SPAN_D = (2.0, 5.0)  # before, after the peak
 SLOPE_NAMES = ([f"pre_peak_slope_{BANDS[b]}" for b in SLOPE_BANDS]
                + [f"post_peak_slope_{BANDS[b]}" for b in SLOPE_BANDS]
                + ["post_peak_slope_g_minus_r", "peak_time_g_minus_r", "colour_gr_slope_post_peak"])
@@ -105,23 +92,40 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
 
 @dataclass
 class _Prepared:
-    """Per-curve arrays shared by the feature groups, computed once."""
+    """A curve's points in time order, its fluxes standardised per band (scale-free, bands comparable)."""
+
+    t: np.ndarray
+    std_flux: np.ndarray  # per band (flux - median) / robust spread
+    std_err: np.ndarray
+
+
+@dataclass
+class _Batch:
+    """The batch's points in one array (curve k: bounds[k]:bounds[k + 1]); the same sorted by (curve,
+    band), each band's points in time order (t_by_band[seg_start[k, b]:][:counts[k, b]]); per-band
+    statistics [curve, band]: largest |flux| and flux (0 without points), 5% and 95% quantiles."""
 
     t: np.ndarray
     flux: np.ndarray
     err: np.ndarray
     band: np.ndarray
-    counts: np.ndarray  # points per band
-    abs_max: np.ndarray  # largest |flux| per band (0 without points)
-    flux_max: np.ndarray  # largest flux per band (0 without points)
+    bounds: np.ndarray
+    t_by_band: np.ndarray
+    flux_by_band: np.ndarray
+    err_by_band: np.ndarray
+    seg_start: np.ndarray
+    counts: np.ndarray
+    abs_max: np.ndarray
+    flux_max: np.ndarray
     p05: np.ndarray
     p95: np.ndarray
-    std_flux: np.ndarray  # per band (flux - median) / robust spread: scale-free, bands comparable
-    std_err: np.ndarray
-    bands: dict[int, tuple[np.ndarray, np.ndarray]]  # (t, flux) of every band with points, in time order
 
 
 def _prepare_all(curves: Sequence[LightCurveLike]) -> list[_Prepared]:
+    return _prepare_batch(curves)[0]
+
+
+def _prepare_batch(curves: Sequence[LightCurveLike]) -> tuple[list[_Prepared], _Batch]:
     """Every curve's `_Prepared`, computed for the whole batch at once: the points of all curves in
     one array, each (curve, band) a segment of one sort. The numbers are those of one curve alone:
     the quantile arithmetic uses each segment's position within its own curve."""
@@ -163,22 +167,11 @@ def _prepare_all(curves: Sequence[LightCurveLike]) -> list[_Prepared]:
     abs_max = np.zeros(len(counts))
     np.maximum.at(abs_max, key, np.abs(flux))  # one call for the batch: ufunc.at costs ~10 us a call
     in_time = np.argsort(key, kind="stable")  # each segment's points in time order
-    t_by_band, flux_by_band = t[in_time], flux[in_time]
-
-    out = []
-    empty = np.full(n_bands, np.nan)
-    for k, (a, m) in enumerate(zip(offsets.tolist(), lengths.tolist(), strict=True)):
-        seg = slice(k * n_bands, (k + 1) * n_bands)
-        bands = {b: (t_by_band[s:s + c], flux_by_band[s:s + c])
-                 for b, (s, c) in enumerate(zip(start[seg].tolist(), counts[seg].tolist(), strict=True)) if c}
-        if m == 0:
-            out.append(_Prepared(t[a:a], flux[a:a], err[a:a], band[a:a], counts[seg], abs_max[seg],
-                                 flux_max[seg], empty, empty, flux[a:a], err[a:a], bands))
-            continue
-        b_ = slice(a, a + m)
-        out.append(_Prepared(t[b_], flux[b_], err[b_], band[b_], counts[seg], abs_max[seg],
-                             flux_max[seg], p05[seg], p95[seg], std_flux[b_], std_err[b_], bands))
-    return out
+    bounds = np.concatenate([offsets, [offsets[-1] + lengths[-1]]])
+    prepared = [_Prepared(t[a:b], std_flux[a:b], std_err[a:b])
+                for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
+    stats = (x.reshape(-1, n_bands) for x in (start, counts, abs_max, flux_max, p05, p95))
+    return prepared, _Batch(t, flux, err, band, bounds, t[in_time], flux[in_time], err[in_time], *stats)
 
 
 SIDEREAL_DAY_FREQ = 1.0027379  # cycles/d: nightly sampling aliases a frequency f to f +- k * this
@@ -307,204 +300,6 @@ def _log10(x: float) -> float:
     return float(np.log10(x)) if x > 0 and math.isfinite(x) else np.nan
 
 
-def _transient(p: _Prepared, bazin: np.ndarray) -> list[float]:
-    t, flux, band = p.t, p.flux, p.band
-    peak_flux = flux.max() if len(flux) else np.nan  # an empty curve is NaN, not an error
-    if len(t) < 2 or not peak_flux > 0:
-        positive = np.count_nonzero(flux > 0) / len(flux) if len(t) else np.nan
-        return [np.nan] * 7 + [positive, np.nan]
-    band_max = np.maximum(p.abs_max, 1e-12)
-    i_peak = int((flux / band_max[band]).argmax())  # peak relative to each band's own scale
-    in_peak_band = band == band[i_peak]
-    above = t[in_peak_band & (flux >= 0.5 * flux[i_peak])]
-    amp, baseline, _t0, rise, fall, chi2 = bazin
-    min_flux = flux.min()
-    return [
-        _log10(rise), _log10(fall), _log10(chi2),
-        baseline / amp if math.isfinite(amp) and amp != 0 else np.nan,
-        _log10(t[i_peak] - t[0] + 0.01),
-        _log10(t[-1] - t[i_peak] + 0.01),
-        _log10(above[-1] - above[0] + 0.01) if len(above) else np.nan,
-        np.count_nonzero(flux > 0) / len(flux),  # np.mean's value: a count over n
-        _log10(peak_flux / abs(min_flux)) if min_flux < 0 else _log10(1e3),
-    ]
-
-
-PEAK_WINDOW_D = 5.0
-
-
-def _colours(p: _Prepared) -> list[float]:
-    """Ratios between bands, as magnitudes: of the variability amplitude (5-95% range) and of the
-    flux near the peak. Both are free of distance and zero point."""
-    spread = np.where(p.counts >= 3, p.p95 - p.p05, np.nan)
-    peak = np.full(len(BANDS), np.nan)
-    if len(p.flux) and p.flux.max() > 0:
-        near = np.abs(p.t - p.t[p.flux.argmax()]) < PEAK_WINDOW_D
-        peak_near = np.full(len(BANDS), -np.inf)
-        np.maximum.at(peak_near, p.band[near], p.flux[near])
-        peak = np.where(peak_near > 0, peak_near, np.nan)
-    mags = -2.5 * np.log10(np.concatenate((spread[_PAIR_A] / spread[_PAIR_B], peak[_PAIR_A] / peak[_PAIR_B])))
-    return np.where(np.isfinite(mags), mags, np.nan).tolist()
-
-
-_NO_POINTS = (np.empty(0), np.empty(0))
-LATE_WINDOW_D = (10.0, 40.0)  # days after the peak: where Ia and core-collapse curves part ways
-
-
-def _evolution(p: _Prepared, bands: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[float]:
-    """How fast each of g, r, i declines after its own peak (log10 of peak over the mean flux 10-40
-    days later) and the colour over the same window after the overall peak: ratios, scale-free."""
-    out = []
-    lo, hi = LATE_WINDOW_D
-    for b in EVOLUTION_BANDS:
-        value = np.nan
-        t_b, f_b = bands.get(b, _NO_POINTS)
-        i = int(f_b.argmax()) if len(t_b) >= 2 else 0
-        if len(t_b) >= 2 and f_b[i] > 0:  # the peak is the maximum (a NaN fails either way)
-            late = f_b[(t_b > t_b[i] + lo) & (t_b < t_b[i] + hi)]
-            if len(late):
-                value = float(np.log10(f_b[i] / max(late.sum() / len(late), 0.01 * f_b[i])))
-        out.append(value)
-    late_flux = np.full(len(BANDS), np.nan)
-    i_peak = int(p.flux.argmax()) if len(p.flux) else 0
-    if len(p.flux) and p.flux[i_peak] > 0:
-        t_peak = p.t[i_peak]
-        for b in set((1, 2, 3)) & set(bands):
-            t_b, f_b = bands[b]
-            late = f_b[(t_b > t_peak + lo) & (t_b < t_peak + hi)]
-            if len(late):
-                late_flux[b] = late.sum() / len(late)  # np.mean's arithmetic
-    cols = [-2.5 * np.log10(late_flux[1] / late_flux[2]), -2.5 * np.log10(late_flux[2] / late_flux[3])]
-    return out + [float(c) if np.isfinite(c) else np.nan for c in cols]
-
-
-def _at(t: np.ndarray, f: np.ndarray, when: np.ndarray) -> np.ndarray:
-    """Fluxes linearly interpolated at the times `when` (one np.interp call: the same arithmetic per
-    time as one call each); NaN outside the observed span (never extrapolated)."""
-    return np.where((when >= t[0]) & (when <= t[-1]), np.interp(when, t, f), np.nan)
-
-
-def _mag_ratio(a: float, b: float) -> float:
-    return float(-2.5 * np.log10(a / b)) if a > 0 and b > 0 else np.nan  # NaN compares False
-
-
-PHASE_DAYS = (-5.0, 15.0, 30.0)  # from the reference peak: the days PHASE_COLOURS and the i/r ratios use
-assert {d for *_, d in PHASE_COLOURS} | {15.0, 30.0} <= set(PHASE_DAYS), "a colour day not interpolated"
-
-
-def _phases(p: _Prepared) -> list[float]:
-    """Declines and colours at fixed days from the peak (r's, else the best-sampled band's), by
-    interpolation between detections: ratios of fluxes, so scale-free."""
-    per_band = {b: tf for b, tf in p.bands.items() if len(tf[0]) >= 2 and p.flux_max[b] > 0}
-    if not per_band:
-        return [np.nan] * len(PHASE_NAMES)
-    ref = 2 if 2 in per_band else max(per_band, key=lambda b: len(per_band[b][0]))
-    t_ref, f_ref = per_band[ref]
-    t_peak = float(t_ref[f_ref.argmax()])
-
-    declines = {b: [np.nan, np.nan] for b in PHASE_BANDS}
-    at_day: dict[tuple[int, float], float] = {}  # (band, days from the reference peak) -> flux
-    for b in set(PHASE_BANDS) & set(per_band):
-        t_b, f_b = per_band[b]
-        peak_b = f_b.argmax()
-        # one interpolation per band: 15 and 30 days after its own peak, then the PHASE_DAYS
-        t_peak_b = float(t_b[peak_b])
-        when = np.array([t_peak_b + 15.0, t_peak_b + 30.0, *[t_peak + d for d in PHASE_DAYS]])
-        flux = _at(t_b, f_b, when).tolist()
-        declines[b] = [_mag_ratio(flux[0], f_b[peak_b]), _mag_ratio(flux[1], f_b[peak_b])]
-        at_day |= {(b, d): x for d, x in zip(PHASE_DAYS, flux[2:], strict=True)}
-
-    def flux_at(b: int, days: float) -> float:
-        return at_day.get((b, days), np.nan)
-
-    return ([declines[b][0] for b in PHASE_BANDS] + [declines[b][1] for b in PHASE_BANDS]
-            + [_mag_ratio(flux_at(a, d), flux_at(b, d)) for a, b, d in PHASE_COLOURS]
-            + [_mag_ratio(flux_at(b, 30.0), flux_at(b, 15.0)) for b in (3, 2)])
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    """Least-squares slope of y on x (closed form: np.polyfit costs ~30 us a call)."""
-    n = len(x)
-    dx = x - x.sum() / n  # np.mean's arithmetic, without its wrapper
-    return float(dx @ (y - y.sum() / n) / (dx @ dx))
-
-
-def _rise_rate(t: np.ndarray, f: np.ndarray) -> float:
-    """Brightening in magnitudes per day up to the band's peak (negative: rising), from the positive
-    fluxes; NaN with fewer than two or within half a day."""
-    k = int(f.argmax()) + 1
-    t, f = t[:k], f[:k]
-    positive = f > 0
-    t, f = t[positive], f[positive]
-    if len(t) < 2 or t[-1] - t[0] < 0.5:
-        return np.nan
-    return -2.5 * _slope(t, np.log10(f))
-
-
-def _colour_pairs(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """[time, colour a-b] for each point of band a with one of band b within PAIR_TOLERANCE_D."""
-    (ta, fa), (tb, fb) = a, b
-    after = np.minimum(np.searchsorted(tb, ta), len(tb) - 1)
-    before = np.maximum(after - 1, 0)
-    j = np.where(np.abs(tb[before] - ta) < np.abs(tb[after] - ta), before, after)  # the nearer one
-    tj, fj = tb[j], fb[j]
-    ok = (np.abs(tj - ta) <= PAIR_TOLERANCE_D) & (fa > 0) & (fj > 0)
-    pairs = np.empty((np.count_nonzero(ok), 2))
-    pairs[:, 0] = (ta[ok] + tj[ok]) / 2
-    pairs[:, 1] = -2.5 * np.log10(fa[ok] / fj[ok])
-    return pairs
-
-
-def _early(bands: dict[int, tuple[np.ndarray, np.ndarray]], pairs_gr: np.ndarray | None) -> list[float]:
-    """What the first detections show of a transient: how fast g, r and i brighten, the latest
-    g-r and r-i colours (points of two bands at most PAIR_TOLERANCE_D apart) and how they change."""
-    rates = [_rise_rate(*bands[b]) if b in bands else np.nan for b in (1, 2, 3)]
-    latest, slopes = [], []
-    for a, b in ((1, 2), (2, 3)):
-        if a == 1 and pairs_gr is not None:
-            pairs = pairs_gr
-        else:
-            pairs = _colour_pairs(bands[a], bands[b]) if a in bands and b in bands else np.empty((0, 2))
-        latest.append(float(pairs[-1, 1]) if len(pairs) else np.nan)
-        spread = len(pairs) >= 2 and pairs[-1, 0] - pairs[0, 0] > 0.5
-        slopes.append(_slope(pairs[:, 0], pairs[:, 1]) if spread else np.nan)
-    return rates + latest + slopes
-
-
-def _slopes(bands: dict[int, tuple[np.ndarray, np.ndarray]], pairs_gr: np.ndarray | None) -> list[float]:
-    """Least-squares slopes of g and r in magnitudes per day up to their peaks and over the
-    POST_PEAK_WINDOW_D after (SN Ia fade ~0.1 mag/d in g, a plateau SN II ~0.01 in r), the g-r
-    difference of the declines, when g peaks relative to r, and how fast g-r reddens after r's peak."""
-    pre, post, peaks = {}, {}, {}
-    for b in SLOPE_BANDS:
-        if b not in bands:
-            continue
-        t, f = bands[b]
-        positive = f > 0
-        t, f = t[positive], f[positive]
-        if len(t) < 2:
-            continue
-        mag = -2.5 * np.log10(f)
-        k = int(mag.argmin())
-        peaks[b] = t[k]
-        before = t <= t[k]
-        after = (t >= t[k]) & (t <= t[k] + POST_PEAK_WINDOW_D)
-        for mask, out, span in ((before, pre, MIN_SLOPE_SPAN_D[0]), (after, post, MIN_SLOPE_SPAN_D[1])):
-            t_in = t[mask]
-            if len(t_in) >= 2 and t_in[-1] - t_in[0] >= span:
-                out[b] = _slope(t_in, mag[mask])
-    nan = np.nan
-    colour_slope = nan
-    if 1 in bands and 2 in bands and 2 in peaks:
-        pairs = pairs_gr
-        later = pairs[pairs[:, 0] >= peaks[2]]
-        if len(later) >= 2 and later[-1, 0] - later[0, 0] >= MIN_SLOPE_SPAN_D[1]:
-            colour_slope = _slope(later[:, 0], later[:, 1])
-    return ([pre.get(b, nan) for b in SLOPE_BANDS] + [post.get(b, nan) for b in SLOPE_BANDS]
-            + [post[1] - post[2] if 1 in post and 2 in post else nan,
-               peaks[1] - peaks[2] if 1 in peaks and 2 in peaks else nan, colour_slope])
-
-
 def _check_templates() -> None:
     if (names := templates.load()[0]) != TEMPLATE_TYPES:
         raise ValueError(f"{templates.TEMPLATES_PATH} holds templates {names}, the features expect "
@@ -516,20 +311,39 @@ def template_features(curves: Sequence[LightCurveLike]) -> np.ndarray:
     from the templates active now: training's calibration folds recompute them with templates
     built without the fold's objects."""
     _check_templates()
-    out = np.full((len(curves), len(TEMPLATE_NAMES)), np.nan, dtype=np.float32)
+    if not len(curves):
+        return np.empty((0, len(TEMPLATE_NAMES)), np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for i, c in enumerate(curves):
-            out[i] = _template_fits(np.asarray(c.t, np.float64), np.asarray(c.flux, np.float64),
-                                    np.asarray(c.flux_err, np.float64), np.asarray(c.band, np.int64))
+        fits = np.stack([templates.fit(np.asarray(c.t, np.float64), np.asarray(c.flux, np.float64),
+                                       np.asarray(c.flux_err, np.float64), np.asarray(c.band, np.int64))
+                         for c in curves])
+        out = _template_columns(fits).astype(np.float32)
     out[np.isinf(out)] = np.nan
     return out
 
 
-def _template_fits(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray) -> list[float]:
-    fits = templates.fit(t, flux, err, band)
-    ia, ii, ibc = left = fits[:, 0]
-    return [*left.tolist(), _log10(ia / ii) if ii > 0 else np.nan, _log10(ia / ibc) if ibc > 0 else np.nan,
-            *fits[0, 1:].tolist()]
+def _template_columns(fits: np.ndarray) -> np.ndarray:
+    """TEMPLATE_NAMES from `templates.fit_many`'s [curve, type, FIT_COLUMNS]: what each template
+    leaves unexplained, the Ia template against the others, the Ia fit's stretch and colour."""
+    left = fits[:, :, 0]
+    ia, ii, ibc = left.T
+    return np.column_stack([left, np.where(ii > 0, np.log10(ia / ii), np.nan),
+                            np.where(ibc > 0, np.log10(ia / ibc), np.nan), fits[:, 0, 1:]])
+
+
+@dataclass
+class _Curve:
+    t: np.ndarray
+    flux: np.ndarray
+    flux_err: np.ndarray
+    band: np.ndarray
+
+
+def warm_up() -> None:
+    """Compile the feature kernels (numba: ~7 s the first time on a machine, then read from its
+    cache in ~0.3 s) by extracting one small curve, so that a service's first batch is not slow."""
+    t = np.arange(12.0)
+    extract([_Curve(t, np.sin(t) + 2.0, np.ones(12), np.arange(12) % 3 + 1)])
 
 
 def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
@@ -560,7 +374,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     if n == 0:
         return out
     _check_templates()  # once a batch, not once a curve
-    prepared = _prepare_all(curves)
+    prepared, batch = _prepare_batch(curves)
     std = [(p.t, p.std_flux, p.std_err) for p in prepared]
 
     shape_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_SHAPE]
@@ -571,14 +385,14 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     periods = np.full((n, 2 * N_PEAKS), np.nan)  # (period, signal-to-noise) per peak
     if period_idx:
         periods[period_idx] = _many(_PERIOD, [std[i] for i in period_idx], n_jobs)
-    # Reference band for the supernova fit: the one with most points.
+    # Reference band for the supernova fit: the one with most points, scaled by its largest |flux|.
     ref = []
-    for p in prepared:
-        b = int(p.counts.argmax())
-        t_b, f_b = p.bands.get(b, _NO_POINTS)
-        largest = p.abs_max[b]
+    for k, b in enumerate(batch.counts.argmax(axis=1).tolist()):
+        s = slice(batch.seg_start[k, b], batch.seg_start[k, b] + batch.counts[k, b])
+        largest = batch.abs_max[k, b]
         scale = largest if largest > 0 else 1.0
-        ref.append((t_b, f_b / scale, np.maximum(p.err[p.band == b] / scale, 1e-6)))
+        ref.append((batch.t_by_band[s], batch.flux_by_band[s] / scale,
+                    np.maximum(batch.err_by_band[s] / scale, 1e-6)))
     bazin_idx = [i for i, r in enumerate(ref) if len(r[0]) >= 6]
     bazin = np.full((n, 6), np.nan)
     if bazin_idx:
@@ -587,26 +401,22 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     # NaN peaks (too few points) give no candidates, so NaN features
     candidates = _all_period_candidates(std, periods[:, 0::2])
     col = len(SHAPE_NAMES)
-    for i, p in enumerate(prepared):
+    for i in range(n):
         p0, s0, p1, s1 = periods[i, :4]
         # 1-day aliases: frequencies one or two cycles per day apart (nightly sampling)
         alias = abs(1 / p0 - 1 / p1) if p0 > 0 and p1 > 0 else np.nan
-        t = std[i][0]
-        span = float(t[-1] - t[0]) if len(t) else np.nan
         row = [_log10(p0), s0, _log10(p1), s1,
                float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if math.isfinite(alias) else np.nan]
         row += _period_shape(candidates[i], p0)
-        row += _transient(p, bazin[i])
-        row += _colours(p)
-        bands = p.bands
-        row += _evolution(p, bands)
-        row += _phases(p)
-        pairs_gr = _colour_pairs(bands[1], bands[2]) if 1 in bands and 2 in bands else None
-        row += _early(bands, pairs_gr)
-        row += _slopes(bands, pairs_gr)
-        row += [_log10(len(t)), _log10(span + 0.01) if len(t) else np.nan,
-                float(np.count_nonzero(p.counts))]
-        row += _template_fits(p.t, p.flux, p.err, p.band)
-        out[i, col:] = row
+        out[i, col:col + len(row)] = row
+    # TRANSIENT_NAMES to COUNT_NAMES: compiled, for the whole batch in one call
+    col = FEATURE_NAMES.index(TRANSIENT_NAMES[0])
+    out[:, col:col + feature_groups.N_COLUMNS] = feature_groups.curve_groups(
+        batch.t, batch.flux, batch.band, batch.bounds, batch.t_by_band, batch.flux_by_band, batch.seg_start,
+        batch.counts, batch.abs_max, batch.flux_max, batch.p05, batch.p95, bazin,
+        _PAIR_A, _PAIR_B)
+    out[:, -len(TEMPLATE_NAMES):] = _template_columns(
+        np.stack([templates.fit(batch.t[a:b], batch.flux[a:b], batch.err[a:b], batch.band[a:b])
+                  for a, b in zip(batch.bounds[:-1].tolist(), batch.bounds[1:].tolist(), strict=True)]))
     out[np.isinf(out)] = np.nan  # overflow (a ratio beyond float32) is as undefined as 0/0
     return out

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from models import features
 from models.errors import AlertClassifierError
 from models.registry import Registry
 from service.metrics import Metrics
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, *, consume: bool = False,
         for name, model in state.registry.models.items():
             model.on_inference = _inference_observer(state.metrics, name)
         app.state.core = state
+        features.warm_up()
         # What start-up loaded (modules, models, schemas) lives as long as the process: out of the
         # collector's sight, so a full collection during a request does not walk it (~tens of ms).
         gc.collect()

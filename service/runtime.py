@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from models import features
 from models.registry import Registry
 from service.settings import Settings
 from service.store import Store
@@ -43,5 +44,6 @@ def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None
                           stall_after_s=settings.stall_after_s, security=security,
                           output_bootstrap=output_bootstrap, output_security=output_security,
                           auto_offset_reset=settings.kafka_auto_offset_reset)
+    features.warm_up()
     return Worker(config, registry or Registry(extra=settings.retrained_models_dir),
                   store or Store(settings.store_location), make_decoder(settings), observer)
