@@ -311,13 +311,12 @@ def template_features(curves: Sequence[LightCurveLike]) -> np.ndarray:
     from the templates active now: training's calibration folds recompute them with templates
     built without the fold's objects."""
     _check_templates()
-    if not len(curves):
-        return np.empty((0, len(TEMPLATE_NAMES)), np.float32)
+    flat = [np.concatenate([np.asarray(getattr(c, k), dtype) for c in curves] or [np.empty(0, dtype)])
+            for k, dtype in (("t", np.float64), ("flux", np.float64), ("flux_err", np.float64),
+                             ("band", np.int64))]
+    bounds = np.concatenate([[0], np.cumsum([len(c.t) for c in curves], dtype=np.int64)])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        fits = np.stack([templates.fit(np.asarray(c.t, np.float64), np.asarray(c.flux, np.float64),
-                                       np.asarray(c.flux_err, np.float64), np.asarray(c.band, np.int64))
-                         for c in curves])
-        out = _template_columns(fits).astype(np.float32)
+        out = _template_columns(templates.fit_many(*flat, bounds)).astype(np.float32)
     out[np.isinf(out)] = np.nan
     return out
 
@@ -416,7 +415,6 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         batch.counts, batch.abs_max, batch.flux_max, batch.p05, batch.p95, bazin,
         _PAIR_A, _PAIR_B)
     out[:, -len(TEMPLATE_NAMES):] = _template_columns(
-        np.stack([templates.fit(batch.t[a:b], batch.flux[a:b], batch.err[a:b], batch.band[a:b])
-                  for a, b in zip(batch.bounds[:-1].tolist(), batch.bounds[1:].tolist(), strict=True)]))
+        templates.fit_many(batch.t, batch.flux, batch.err, batch.band, batch.bounds))
     out[np.isinf(out)] = np.nan  # overflow (a ratio beyond float32) is as undefined as 0/0
     return out

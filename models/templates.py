@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numba
 import numpy as np
 
 TEMPLATES_PATH = Path(__file__).resolve().parent / "artifacts" / "sn_templates.json"
@@ -138,39 +139,78 @@ def fit(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray) -> n
     against the template's at that fit (-2.5 log10 of the ratio of g's and r's own best amplitudes:
     like SALT2's stretch and colour, a normal SN Ia sits near 0 in both). NaN with fewer than
     MIN_POINTS g and r points or no positive fit; the colour also without a positive fit in each band."""
-    names, phases, _ = load()
-    keep = (band == TEMPLATE_BANDS[0]) | (band == TEMPLATE_BANDS[1])  # np.isin costs ~40 us a call
-    t, flux, err, band = t[keep], flux[keep], err[keep], band[keep]
-    out = np.full((len(names), len(FIT_COLUMNS)), np.nan)
-    if len(t) < MIN_POINTS or not flux.max() > 0:
-        return out
-    w = 1.0 / err ** 2
-    total = float(w @ (flux * flux))
-    t0 = t[flux.argmax()] + SHIFTS_D
-    # [stretch * shift, point]: the template phase of every point in every trial
-    phase = ((t[None, None, :] - t0[None, :, None]) / STRETCHES[:, None, None]).reshape(-1, len(t))
-    # per band, type and trial: sums of w m^2 and of w m f
-    mm_b = np.zeros((len(TEMPLATE_BANDS), len(names), phase.shape[0]))
-    mf_b = np.zeros_like(mm_b)
-    for j, b in enumerate(TEMPLATE_BANDS):
-        m = band == b
-        if not m.any():
+    return fit_many(t, flux, err, band, np.array([0, len(t)]))[0]
+
+
+def fit_many(t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray, bounds: np.ndarray
+             ) -> np.ndarray:
+    """`fit` of many curves at once: curve k is points bounds[k]:bounds[k + 1] of the flat arrays
+    (each in time order). [curve, template, FIT_COLUMNS]."""
+    _names, phases, _ = load()
+    out = _fit_kernel(np.asarray(t, np.float64), np.asarray(flux, np.float64),
+                       np.asarray(err, np.float64), np.asarray(band, np.int64), np.asarray(bounds, np.int64),
+                       int(phases[0]), len(phases), _padded, _padded_slopes, SHIFTS_D, STRETCHES)
+    # logarithms by numpy (the kernel hands back stretch and g/r amplitude ratio): numpy's log10 and
+    # the compiled one may differ in the last bit
+    out[..., 1] = np.log10(out[..., 1])
+    out[..., 2] = -2.5 * np.log10(out[..., 2])
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _fit_kernel(t, flux, err, band, bounds, first_day, n_days, padded, slopes, shifts, stretches):
+    """Compiled: numpy spent most of a fit's time in call overhead. The sums over points are the
+    same BLAS products as before (np.dot), so the numbers are too, to the bit."""
+    n_types, n_trials = padded.shape[0], len(stretches) * len(shifts)
+    out = np.full((len(bounds) - 1, n_types, 3), np.nan)
+    for k in range(len(bounds) - 1):
+        keep = np.flatnonzero((band[bounds[k]:bounds[k + 1]] == 1) | (band[bounds[k]:bounds[k + 1]] == 2))
+        keep += bounds[k]
+        if len(keep) < MIN_POINTS:
             continue
-        model = _interpolate(phase[:, m], phases, _padded[:, j], _padded_slopes[:, j])
-        rows = model.reshape(-1, model.shape[-1])  # [type * trial, point]: one product for all types
-        mm_b[j] = ((rows * rows) @ w[m]).reshape(len(names), -1)
-        mf_b[j] = (rows @ (w * flux)[m]).reshape(len(names), -1)
-    mm, mf = mm_b.sum(axis=0), mf_b.sum(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        explained = np.where((mm > 0) & (mf > 0), mf * mf / mm, -np.inf)
-    trial = explained.argmax(axis=1)
-    types = np.arange(len(names))
-    best = explained[types, trial]
-    fitted = np.isfinite(best) & (total > 0)
-    out[fitted, 0] = np.maximum(total - best[fitted], 0.0) / total
-    out[fitted, 1] = np.log10(STRETCHES[trial[fitted] // len(SHIFTS_D)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        amplitude = mf_b[:, types, trial] / mm_b[:, types, trial]  # [band, type]
-        colour = -2.5 * np.log10(amplitude[0] / amplitude[1])
-    out[:, 2] = np.where(fitted & (amplitude[0] > 0) & (amplitude[1] > 0), colour, np.nan)
+        t_k, f_k, b_k = t[keep], flux[keep], band[keep]
+        i_peak = np.argmax(f_k)
+        if not f_k.max() > 0:
+            continue
+        w = 1.0 / err[keep] ** 2
+        total = np.dot(w, f_k * f_k)
+        mm = np.zeros((2, n_types, n_trials))  # per band, type and trial: sums of w m^2 and of w m f
+        mf = np.zeros((2, n_types, n_trials))
+        for j in range(2):
+            m = np.flatnonzero(b_k == j + 1)
+            if len(m) == 0:
+                continue
+            t_m = t_k[m]
+            rows = np.empty((n_types, n_trials, len(m)))  # the templates at every trial's phases
+            for si in range(len(stretches)):
+                for ki in range(len(shifts)):
+                    trial = si * len(shifts) + ki
+                    t0 = t_k[i_peak] + shifts[ki]
+                    for p in range(len(m)):
+                        # np.interp's formula from the padded tables (see `activate`): day by arithmetic
+                        phase = (t_m[p] - t0) / stretches[si]
+                        day = np.floor(phase)
+                        index = min(max(int(day) - first_day + 1, 0), n_days)
+                        if phase > first_day + n_days - 1:
+                            index = n_days + 1
+                        for c in range(n_types):
+                            rows[c, trial, p] = slopes[c, j, index] * (phase - day) + padded[c, j, index]
+            flat = rows.reshape(n_types * n_trials, len(m))
+            w_m = w[m]
+            mm[j] = np.dot(flat * flat, w_m).reshape(n_types, n_trials)
+            mf[j] = np.dot(flat, w_m * f_k[m]).reshape(n_types, n_trials)
+        for c in range(n_types):
+            best, trial = -np.inf, 0
+            for i in range(n_trials):
+                a, b = mm[0, c, i] + mm[1, c, i], mf[0, c, i] + mf[1, c, i]
+                explained = b * b / a if a > 0 and b > 0 else -np.inf
+                if explained > best:  # the first best, as argmax
+                    best, trial = explained, i
+            if not (np.isfinite(best) and total > 0):
+                continue
+            out[k, c, 0] = max(total - best, 0.0) / total
+            out[k, c, 1] = stretches[trial // len(shifts)]
+            g, r = mf[0, c, trial] / mm[0, c, trial], mf[1, c, trial] / mm[1, c, trial]
+            if g > 0 and r > 0:
+                out[k, c, 2] = g / r
     return out
