@@ -114,6 +114,23 @@ def test_the_anomaly_model_reads_what_the_shipped_classifiers_say(registry):
     assert len(model.card["classifier_view"]["names"]) == view.shape[1] == p.shape[1] + 3
 
 
+def test_the_anomaly_graph_cut_at_its_supernova_model_scores_as_the_whole_graph(registry):
+    """models/train/anomaly_oof feeds other supernova probabilities to the shipped anomaly graph cut
+    at its embedded supernova model's output: fed that model's own, it scores as the whole graph;
+    fed other probabilities, the scores move."""
+    from models.train.anomaly_oof import SN_INSIDE, score_with_supernova_probabilities
+
+    model = registry.models["anomaly"]
+    cut = score_with_supernova_probabilities(ARTIFACTS / "anomaly" / model.version / "model.onnx")
+    decoder = Decoder()
+    alerts = [decoder.decode(decoder.encode(r, VERSION)) for r in simulate_alerts(40, history=20, seed=22)]
+    X = features.extract([light_curve(a) for a in alerts]).astype(np.float32)
+    score, p = model.session.run(["score", "supernova_probabilities"], {"features": X})
+    np.testing.assert_array_equal(cut.run(["score"], {"features": X, SN_INSIDE: p})[0], score)
+    uniform = np.full_like(p, 1 / p.shape[1])
+    assert not np.allclose(cut.run(["score"], {"features": X, SN_INSIDE: uniform})[0], score)
+
+
 def test_one_onnx_call_scores_the_anomaly_model_and_the_classifiers_it_embeds():
     """The anomaly model passes on the probabilities of the classifier graphs it embeds; when those
     are the very classifiers loaded (same sha256), the registry takes them from its call instead of

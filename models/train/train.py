@@ -597,9 +597,10 @@ def _for_sn(views: Views, synthetic: bool = False) -> Views:
     return views.subset(keep if synthetic else keep & ~_from(views.source, "ogle3"))
 
 
-def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
-    """Supernova-like vs everything else, and the SN type: fit (with the objects seen nearer and
-    the pulsators as negatives), judge on held-out views, in g and r only and on real ZTF, export."""
+def supernova_views(ts: TrainingSet) -> tuple[Views, Views, Views, Views]:
+    """(training views, held-out views, held-out views seen nearer, held-out BTS views seen farther)
+    of the supernova model: the training views with PLAsTiCC's objects seen nearer and the BTS
+    objects seen farther, features extracted."""
     seed = ts.seed
     # PLAsTiCC's extragalactic objects seen nearer (nearer.py), for this model only; the held-out
     # objects seen nearer are reported apart, never mixed into the held-out figures
@@ -618,7 +619,15 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
              f"seen farther: {len(far_train.curves)} train, {len(far_test.curves)} held-out views")
     for views in (near_train, near_test, far_train, far_test):
         views.X = _extract_with_progress(views.curves)
-    sn_train, sn_test = _for_sn(ts.train + near_train + far_train, synthetic=True), _for_sn(ts.test)
+    return (_for_sn(ts.train + near_train + far_train, synthetic=True), _for_sn(ts.test), near_test,
+            far_test)
+
+
+def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
+    """Supernova-like vs everything else, and the SN type: fit (with the objects seen nearer and
+    the pulsators as negatives), judge on held-out views, in g and r only and on real ZTF, export."""
+    seed = ts.seed
+    sn_train, sn_test, near_test, far_test = supernova_views(ts)
     ysn = sn_labels(sn_train.y)
     progress(f"fitting supernova on {len(ysn)} views")
     sn = fit(sn_train.X, ysn, seed, sn_weights(ysn, sn_train.source))
