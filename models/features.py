@@ -13,7 +13,9 @@ fluxes as in alerts) and `band` (int indices into BANDS) arrays, sorted by time.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -24,6 +26,7 @@ import numpy as np
 from models import feature_groups, templates
 from models.feature_groups import COLOUR_PAIRS, EVOLUTION_BANDS, PHASE_BANDS, PHASE_COLOURS, SLOPE_BANDS
 
+log = logging.getLogger(__name__)
 BANDS = ("u", "g", "r", "i", "z", "y")
 
 # Periodogram grid: angular frequencies 0..2*pi/0.18 d (periods >= 0.18 d, below the shortest RRc)
@@ -341,8 +344,11 @@ class _Curve:
 def warm_up() -> None:
     """Compile the feature kernels (numba: ~7 s the first time on a machine, then read from its
     cache in ~0.3 s) by extracting one small curve, so that a service's first batch is not slow."""
+    t0 = time.monotonic()
     t = np.arange(12.0)
     extract([_Curve(t, np.sin(t) + 2.0, np.ones(12), np.arange(12) % 3 + 1)])
+    if (took := time.monotonic() - t0) > 1.0:
+        log.info("feature kernels compiled in %.1f s (numba caches them: later starts take ~0.3 s)", took)
 
 
 def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
