@@ -12,7 +12,7 @@ import json
 import numpy as np
 from timing import rate
 
-from models import features
+from models import feature_groups, features, templates
 from streaming.lightcurve import LightCurve
 from streaming.simulate import BANDS, simulate_object
 
@@ -39,8 +39,10 @@ def main() -> None:
                              ("6 bands x 300", 1800, 100)):
         cs = curves(n, points, points)
         total = rate(lambda c: features.extract(c, n_jobs=1), cs, args.repeats)
-        std = [(p.t, p.std_flux, p.std_err) for p in features._prepare_all(cs)]
+        prepared, b = features._prepare_batch(cs)
+        std = [(p.t, p.std_flux, p.std_err) for p in prepared]
         peaks = features._PERIOD.many(std, fill_value=np.nan, sorted=True, check=False, n_jobs=1)
+        bazin = np.full((len(cs), 6), np.nan)  # the groups' cost hardly depends on the Bazin fit's values
         parts = {
             "prepare": rate(features._prepare_all, cs, args.repeats),
             "periodogram": rate(lambda s: features._PERIOD.many(s, fill_value=np.nan, sorted=True,
@@ -49,6 +51,11 @@ def main() -> None:
                 lambda s, peaks=peaks: features._all_period_candidates(s, peaks[:, 0::2]), std, args.repeats),
             "shape": rate(lambda s: features._SHAPE.many(s, fill_value=np.nan, sorted=True, check=False,
                                                          n_jobs=1), std, args.repeats),
+            "template fits": rate(lambda c, b=b: templates.fit_many(b.t, b.flux, b.err, b.band, b.bounds),
+                                  cs, args.repeats),
+            "compiled groups": rate(lambda c, b=b, z=bazin: feature_groups.curve_groups(
+                b.t, b.flux, b.band, b.bounds, b.t_by_band, b.flux_by_band, b.seg_start, b.counts, b.abs_max,
+                b.flux_max, b.p05, b.p95, z, features._PAIR_A, features._PAIR_B), cs, args.repeats),
         }
         us = {k: round(1e6 / v, 1) for k, v in parts.items()}
         print(f"{label:>22} {total:>9,.0f} {1e6 / total:>9.0f}   {us}")
