@@ -44,7 +44,7 @@ def main() -> None:
         peaks = features._PERIOD.many(std, fill_value=np.nan, sorted=True, check=False, n_jobs=1)
         bazin = np.full((len(cs), 6), np.nan)  # the groups' cost hardly depends on the Bazin fit's values
         parts = {
-            "prepare": rate(features._prepare_all, cs, args.repeats),
+            "prepare": rate(features._prepare_batch, cs, args.repeats),
             "periodogram": rate(lambda s: features._PERIOD.many(s, fill_value=np.nan, sorted=True,
                                                                 check=False, n_jobs=1), std, args.repeats),
             "period candidates": rate(

@@ -51,8 +51,10 @@ def _mag_ratio(a, b):
 
 
 @_jit
-def _finite_or_nan(x):
-    return x if math.isfinite(x) else np.nan
+def _ratio_as_mag(ratio):
+    """-2.5 log10(ratio), NaN where not finite (a ratio of 0, infinity or NaN)."""
+    mag = -2.5 * math.log10(ratio) if ratio > 0 else np.nan
+    return mag if math.isfinite(mag) else np.nan
 
 
 @_jit
@@ -157,10 +159,8 @@ def _colours(t, flux, band, counts, p05, p95, pair_a, pair_b, out):
                 peak[b] = near[b]
     k = len(pair_a)
     for j in range(k):
-        out[j] = _finite_or_nan(-2.5 * math.log10(spread[pair_a[j]] / spread[pair_b[j]])
-                                if spread[pair_a[j]] / spread[pair_b[j]] > 0 else np.nan)
-        out[k + j] = _finite_or_nan(-2.5 * math.log10(peak[pair_a[j]] / peak[pair_b[j]])
-                                    if peak[pair_a[j]] / peak[pair_b[j]] > 0 else np.nan)
+        out[j] = _ratio_as_mag(spread[pair_a[j]] / spread[pair_b[j]])
+        out[k + j] = _ratio_as_mag(peak[pair_a[j]] / peak[pair_b[j]])
 
 
 @_jit
@@ -196,10 +196,8 @@ def _evolution(t, flux, tb, fb, out):
             for b in (1, 2, 3):
                 if len(tb[b]):
                     late_flux[b] = _late_mean(tb[b], fb[b], t[i_peak], lo, hi)
-    out[3] = _finite_or_nan(-2.5 * math.log10(late_flux[1] / late_flux[2])
-                            if late_flux[1] / late_flux[2] > 0 else np.nan)
-    out[4] = _finite_or_nan(-2.5 * math.log10(late_flux[2] / late_flux[3])
-                            if late_flux[2] / late_flux[3] > 0 else np.nan)
+    out[3] = _ratio_as_mag(late_flux[1] / late_flux[2])
+    out[4] = _ratio_as_mag(late_flux[2] / late_flux[3])
 
 
 @_jit

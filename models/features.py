@@ -124,8 +124,14 @@ class _Batch:
     p95: np.ndarray
 
 
-def _prepare_all(curves: Sequence[LightCurveLike]) -> list[_Prepared]:
-    return _prepare_batch(curves)[0]
+def _concatenated(curves: Sequence[LightCurveLike]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(t, flux, flux_err, band) of all curves in one array each, and the bounds of curve k
+    (bounds[k]:bounds[k + 1])."""
+    flat = [np.concatenate([np.asarray(getattr(c, k), dtype) for c in curves] or [np.empty(0, dtype)])
+            for k, dtype in (("t", np.float64), ("flux", np.float64), ("flux_err", np.float64),
+                             ("band", np.int64))]
+    return *flat, np.concatenate([[0], np.cumsum([len(c.t) for c in curves], dtype=np.int64)])
 
 
 def _prepare_batch(curves: Sequence[LightCurveLike]) -> tuple[list[_Prepared], _Batch]:
@@ -133,12 +139,8 @@ def _prepare_batch(curves: Sequence[LightCurveLike]) -> tuple[list[_Prepared], _
     one array, each (curve, band) a segment of one sort. The numbers are those of one curve alone:
     the quantile arithmetic uses each segment's position within its own curve."""
     n_bands = len(BANDS)
-    lengths = np.array([len(c.t) for c in curves], np.int64)
-    offsets = np.cumsum(lengths) - lengths
-    t = np.concatenate([np.asarray(c.t, np.float64) for c in curves])
-    flux = np.concatenate([np.asarray(c.flux, np.float64) for c in curves])
-    err = np.concatenate([np.asarray(c.flux_err, np.float64) for c in curves])
-    band = np.concatenate([np.asarray(c.band, np.int64) for c in curves])
+    t, flux, err, band, bounds = _concatenated(curves)
+    lengths, offsets = np.diff(bounds), bounds[:-1]
     key = np.repeat(np.arange(len(curves)), lengths) * n_bands + band  # (curve, band) segment
     counts = np.bincount(key, minlength=len(curves) * n_bands)
     start = np.cumsum(counts) - counts  # of each segment in the batch
@@ -170,7 +172,6 @@ def _prepare_batch(curves: Sequence[LightCurveLike]) -> tuple[list[_Prepared], _
     abs_max = np.zeros(len(counts))
     np.maximum.at(abs_max, key, np.abs(flux))  # one call for the batch: ufunc.at costs ~10 us a call
     in_time = np.argsort(key, kind="stable")  # each segment's points in time order
-    bounds = np.concatenate([offsets, [offsets[-1] + lengths[-1]]])
     prepared = [_Prepared(t[a:b], std_flux[a:b], std_err[a:b])
                 for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
     stats = (x.reshape(-1, n_bands) for x in (start, counts, abs_max, flux_max, p05, p95))
@@ -314,12 +315,8 @@ def template_features(curves: Sequence[LightCurveLike]) -> np.ndarray:
     from the templates active now: training's calibration folds recompute them with templates
     built without the fold's objects."""
     _check_templates()
-    flat = [np.concatenate([np.asarray(getattr(c, k), dtype) for c in curves] or [np.empty(0, dtype)])
-            for k, dtype in (("t", np.float64), ("flux", np.float64), ("flux_err", np.float64),
-                             ("band", np.int64))]
-    bounds = np.concatenate([[0], np.cumsum([len(c.t) for c in curves], dtype=np.int64)])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = _template_columns(templates.fit_many(*flat, bounds)).astype(np.float32)
+        out = _template_columns(templates.fit_many(*_concatenated(curves))).astype(np.float32)
     out[np.isinf(out)] = np.nan
     return out
 
