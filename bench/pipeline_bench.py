@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, Producer
 
 from models import features
 from models.registry import Registry
+from service.runtime import settle
 from service.settings import Settings
 from service.store import Query, Store
 from streaming import kafka
@@ -89,6 +90,7 @@ def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp
                           batch_size=batch)
     worker = Worker(config, Registry(), Store(store_path))
     worker.install_signal_handlers()
+    settle()  # as `alert-classifier worker` does
     stats = worker.run()
     with open("/proc/self/status") as fh:
         hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
@@ -177,6 +179,7 @@ def naive(bootstrap: str, values: list[bytes]) -> float:
     consumer = Consumer(consumer_config(bootstrap, t["group"]))
     consumer.subscribe([t["topic"]])
     producer = Producer(producer_config(bootstrap))
+    settle()  # the same process settings as the workers
     done, t0 = 0, None
     while done < len(values):
         msg = consumer.poll(1.0)

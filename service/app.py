@@ -8,7 +8,6 @@ Handlers are thin: parse, call the pipeline or the store, encode. Errors share o
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import sys
 import threading
@@ -27,7 +26,7 @@ from models import features
 from models.errors import AlertClassifierError
 from models.registry import Registry
 from service.metrics import Metrics
-from service.runtime import make_decoder, make_worker, package_version
+from service.runtime import make_decoder, make_worker, package_version, settle
 from service.settings import Settings
 from service.store import Store
 from streaming.consumer import Worker
@@ -79,10 +78,7 @@ def create_app(settings: Settings | None = None, *, consume: bool = False,
             model.on_inference = _inference_observer(state.metrics, name)
         app.state.core = state
         features.warm_up()
-        # What start-up loaded (modules, models, schemas) lives as long as the process: out of the
-        # collector's sight, so a full collection during a request does not walk it (~tens of ms).
-        gc.collect()
-        gc.freeze()
+        settle()  # a full collection during a request would otherwise walk all of start-up (~tens of ms)
         with contextlib.ExitStack() as stack:
             if consume:
                 state.bootstrap = stack.enter_context(broker(

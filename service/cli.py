@@ -127,7 +127,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Consumer only, for scale-out: more of these in one group split the partitions."""
     import logging
 
-    from service.runtime import make_worker
+    from service.runtime import make_worker, settle
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not settings.kafka_bootstrap_servers:
@@ -144,6 +144,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     worker = make_worker(settings, settings.kafka_bootstrap_servers, observer=metrics.observe_batch)
     metrics.watch_worker(worker.stalled_seconds)
     worker.install_signal_handlers()
+    settle()
     stats = worker.run(max_messages=args.max_messages)
     print(f"stopped after {stats.total()} messages: classified {stats.total('classified')}, "
           f"declined {stats.total('declined')}, dead-lettered {stats.total('dead_lettered')}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from importlib.metadata import PackageNotFoundError, version
 
 from models import features
@@ -18,6 +19,14 @@ def package_version() -> str:
         return version("alert-classifier")
     except PackageNotFoundError:
         return "0.0.0+local"
+
+
+def settle() -> None:
+    """Call once start-up is over. What it loaded (modules, models, schemas, compiled kernels) lives
+    as long as the process: out of the cyclic collector's sight, its collections walk only what
+    requests and batches create (in a stream worker they took ~5% of the CPU otherwise)."""
+    gc.collect()
+    gc.freeze()
 
 
 def make_decoder(settings: Settings) -> Decoder:
