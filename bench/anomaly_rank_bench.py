@@ -12,6 +12,7 @@ import argparse
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +50,15 @@ def main() -> None:
     parser.add_argument("--scores", type=int, default=1_000_000)
     parser.add_argument("--dsn", help="a PostgreSQL DSN (an empty database); default a temporary SQLite file")
     args = parser.parse_args()
-    store = Store(args.dsn or tempfile.mktemp(suffix=".sqlite3", prefix="rank-"))
+    with tempfile.TemporaryDirectory(prefix="rank-bench-") as scratch:  # SQLite's file, WAL and shm
+        store = Store(args.dsn or str(Path(scratch) / "scores.sqlite3"))
+        try:
+            run(store, args)
+        finally:
+            store.close()
+
+
+def run(store: Store, args: argparse.Namespace) -> None:
     fill(store, args.scores)
     newest = store.newest_scored_mjd()
     for by in RANKINGS:
@@ -64,6 +73,7 @@ def main() -> None:
                    newest - 1, newest, 100, after, by=by)),
                "whole_store_first_page_ms": median_ms(lambda by=by: store.top_anomalies(0, 1e6, 100, by=by))},
               flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -168,6 +169,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+        shutil.rmtree(workdir, ignore_errors=True)  # the store and its write-ahead log: hundreds of MB
     results["store_rows"] = args.rows
     print(json.dumps(results))
 

@@ -99,9 +99,9 @@ def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp
 
 
 def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list[bytes], batch: int,
-                latency_s: float, load: float) -> dict:
+                latency_s: float, load: float, scratch: Path) -> dict:
     t = topics(bootstrap, 4)
-    store_path = tempfile.mktemp(suffix=".sqlite3", prefix="bench-")
+    store_path = str(scratch / f"{t['group']}.sqlite3")
     store = Store(store_path)
     models = Registry().models
     n_models = len(models)  # store.count(): every model's result per alert
@@ -159,7 +159,7 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list
         for k, v in s["stage_seconds"].items():
             stages[k] = stages.get(k, 0.0) + v
     handled = sum(s["messages"] for s in stats)
-    Path(store_path).unlink(missing_ok=True)
+    store.close()
     return {"workers": n_workers, "alerts_per_s": round(rate, 1),
             "p50_latency_ms": round(float(np.percentile(lat, 50)), 1),
             "p99_latency_ms": round(float(np.percentile(lat, 99)), 1),
@@ -168,14 +168,14 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list
             "peak_rss_mb": round(max(s["peak_rss_mb"] for s in stats), 1)}
 
 
-def naive(bootstrap: str, values: list[bytes]) -> float:
+def naive(bootstrap: str, values: list[bytes], scratch: Path) -> float:
     """The straightforward loop: poll one message, fastavro-decode the whole packet, build its light
     curve, extract its features, run each model on one row, one DB transaction, produce."""
     t = topics(bootstrap, 4)
     produce(bootstrap, t["topic"], values)
     registry = Registry()
     schema = _shipped_schema(VERSION)
-    store = Store(tempfile.mktemp(suffix=".sqlite3", prefix="bench-naive-"))
+    store = Store(str(scratch / f"naive-{t['group']}.sqlite3"))
     consumer = Consumer(consumer_config(bootstrap, t["group"]))
     consumer.subscribe([t["topic"]])
     producer = Producer(producer_config(bootstrap))
@@ -206,6 +206,7 @@ def naive(bootstrap: str, values: list[bytes]) -> float:
         done += 1
     producer.flush(30)
     consumer.close()
+    store.close()
     return len(values) / (time.monotonic() - t0)
 
 
@@ -222,16 +223,19 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     runs = []
-    with broker(settings.kafka_bootstrap_servers, settings.kafka_cache_dir) as bootstrap:
+    # every store of the run (with SQLite's write-ahead logs: hundreds of MB) goes with the directory
+    with broker(settings.kafka_bootstrap_servers, settings.kafka_cache_dir) as bootstrap, \
+            tempfile.TemporaryDirectory(prefix="alert-bench-") as tmp:
+        scratch = Path(tmp)
         for history in args.histories:
             log(f"history {history}+{history} points: simulating {args.alerts} alerts")
             values = packets(args.alerts, history, seed=history)
             fresh = packets(args.alerts // 2, history, seed=history + 1)  # distinct ids for the latency phase
-            naive_rate = naive(bootstrap, values[:args.naive_alerts])
+            naive_rate = naive(bootstrap, values[:args.naive_alerts], scratch)
             log(f"  naive loop: {naive_rate:,.0f}/s")
             for n in args.workers:
                 run = run_workers(bootstrap, n, values, fresh, args.batch, args.latency_seconds,
-                                  args.latency_load)
+                                  args.latency_load, scratch)
                 run.update(history_points=history, naive_alerts_per_s=round(naive_rate, 1),
                            speedup_vs_naive=round(run["alerts_per_s"] / naive_rate, 2),
                            alert_bytes=len(values[0]))
