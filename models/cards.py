@@ -37,6 +37,8 @@ LABELS = {
     "held_out_sesar": "Sesar (RR Lyrae only)",
     "held_out_eros": "EROS-1, every view, raw labels",
     "held_out_eros_audited_labels": "EROS-1, every view, audited labels",
+    "held_out_eros_latest_alerts_audited_labels": "EROS-1, latest alerts (one alert's year), audited labels",
+    "held_out_eros_history_alerts_audited_labels": "EROS-1, whole histories (2.4 years), audited labels",
     "held_out_ogle3_synthetic": "OGLE-III pulsators in Rubin's cadence (synthetic)",
     "held_out_ogle3_synthetic_called_sn": "OGLE-III pulsators in Rubin's cadence (synthetic)",
     "held_out_real": "real surveys, every view, raw labels",

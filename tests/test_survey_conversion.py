@@ -24,6 +24,19 @@ def test_detections_are_the_changes_rubin_would_see_not_the_old_surveys_noise():
     assert curve.flux[3] < 0 < curve.flux[4] and np.allclose(curve.flux[[0, 1, 2, 7, 8]], 0)
 
 
+def test_another_detection_rule_decides_which_epochs_are_detections():
+    # models.train.detection_rules judges the model on views built this way
+    t = np.arange(9.0)
+    mag = np.array([19.0, 19.0, 19.0, 19.1, 18.9, 19.01, 18.99, 19.0, 19.0])
+    every = datasets.mag_to_difference_flux(t, mag, np.full(9, 0.2), np.ones(9, int), RR_LYRAE, "test",
+                                            "star", lambda diff, _level, _err: np.ones(len(diff), bool))
+    assert every is not None and every.detected.all()
+    above_its_noise = datasets.mag_to_difference_flux(  # 0.1 mag is within 0.2 mag errors: none left
+        t, mag, np.full(9, 0.2), np.ones(9, int), RR_LYRAE, "test", "star",
+        lambda diff, _level, err: np.abs(diff) > err)
+    assert above_its_noise is None
+
+
 def test_a_star_rubin_would_not_see_change_gives_no_curve():
     t = np.arange(6.0)
     curve = datasets.mag_to_difference_flux(t, np.full(6, 19.0) + 0.001 * np.arange(6), np.full(6, 0.05),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -47,7 +48,17 @@ class Curve:
                      self.redshift, self.subtype)
 
 
-def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> Curve | None:
+def rubin_detects(diff: np.ndarray, level: np.ndarray, _flux_err: np.ndarray) -> np.ndarray:
+    """The epochs Rubin's difference imaging would detect for a star at `level` (see below)."""
+    return np.abs(diff) > RUBIN_DETECTABLE_CHANGE * level
+
+
+#: (difference flux, the star's median flux, the old survey's flux error) -> which epochs are detections
+DetectionRule = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id,
+                           detects: DetectionRule = rubin_detects) -> Curve | None:
     """Magnitudes of a real survey -> Rubin-like difference fluxes (against the per-band median),
     keeping the epochs that difference imaging would have detected."""
     t, mag, err, band = map(np.asarray, (t, mag, err, band))
@@ -65,7 +76,7 @@ def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id) -> Cu
     # that differ from the median by that much. The old survey's own noise decides nothing here:
     # requiring |diff| > its error (as 1.0-1.1 did) dropped half of EROS-1's epochs, most of them
     # changes Rubin would see (RR Lyrae amplitudes are 0.3-1 mag).
-    det = np.abs(diff) > RUBIN_DETECTABLE_CHANGE * level
+    det = detects(diff, level, flux_err)
     if det.sum() < 2:
         return None
     order = np.argsort(t, kind="stable")
@@ -143,7 +154,7 @@ def lmc_label_doubts(kind: pd.Series, magnitude: pd.Series) -> pd.Series:
     return doubt
 
 
-def load_eros(data_dir: Path) -> list[Curve]:
+def load_eros(data_dir: Path, detects: DetectionRule = rubin_detects) -> list[Curve]:
     """EROS-1 LMC variables (RAMP train split); blue band mapped to g, red to i (their passbands'
     centres), labels: RR Lyrae -> 2323, the rest (binaries, Cepheids, Miras) -> 200."""
     folder = data_dir / "eros1-ramp-variable-stars"
@@ -163,7 +174,8 @@ def load_eros(data_dir: Path) -> list[Curve]:
             err.append(_parse_list(row[f"error_points_{suffix}"]))
             band.append(np.full(len(tt), b))
         curve = mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
-                                        np.concatenate(band), class_id, f"eros-{kind}", f"eros-{oid}")
+                                        np.concatenate(band), class_id, f"eros-{kind}", f"eros-{oid}",
+                                        detects)
         if curve is not None:
             curves.append(replace(curve, label_doubt=doubts[oid]))
     return curves

@@ -579,6 +579,9 @@ def _rrl_held_out_metrics(prob: np.ndarray, rrl_test: Views, with_pulsators: boo
     sure = ~rrl_test.doubted
     eros = _from(rrl_test.source, "eros")
     metrics["held_out_eros_audited_labels"] = rrl_metrics(prob[eros & sure], truth[eros & sure])
+    for kind in ("latest", "history"):  # EROS-1 alone: the real survey with stars of other classes
+        m = eros & sure & (rrl_test.kind == kind)
+        metrics[f"held_out_eros_{kind}_alerts_audited_labels"] = rrl_metrics(prob[m], truth[m])
     metrics["held_out_real_audited_labels"] = rrl_metrics(prob[real & sure], truth[real & sure])
     for kind in ("latest", "window", "early", "history"):
         m = real & sure & (rrl_test.kind == kind)
