@@ -17,6 +17,7 @@ LABELS = {RR_LYRAE: "RR Lyrae", SN_IA: "SN Ia", SN_IBC: "SN Ib/c", SN_II: "SN II
           AGN: "AGN", EB: "EB", RESIDUAL: "Residual", NOT_CLASSIFIED: "NotClassified"}
 
 SUPERNOVA_CLASSES = (SN_IA, SN_IBC, SN_II, SLSN)
+SN_CLASSES = (*SUPERNOVA_CLASSES, RESIDUAL)  # the supernova model's classes, in its output order
 
 # PLAsTiCC target -> ELAsTiCC2 id. Thermonuclear subtypes (91bg, Iax) count as SN Ia here: the
 # supernova classifier publishes Ia / Ib/c / II / SLSN only, with the rest on Residual.

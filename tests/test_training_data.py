@@ -7,18 +7,16 @@ import pytest
 
 from models.taxonomy import RESIDUAL, RR_LYRAE, SLSN, SN_IA, SN_IBC, SN_II, SUPERNOVA_CLASSES
 from models.train import colours, datasets
+from models.train.metrics import completeness_at_contamination, sn_metrics, type_metrics
 from models.train.train import (
     class_bias,
-    completeness_at_contamination,
     fit_temperature,
     make_views,
-    sn_metrics,
     soften,
     split_by_class,
     split_by_object,
     temper,
     type_bias,
-    type_metrics,
 )
 
 pytestmark = pytest.mark.data

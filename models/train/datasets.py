@@ -18,6 +18,7 @@ import pandas as pd
 from models.taxonomy import NON_SN_OTHER, PLASTICC_TO_ELASTICC, RR_LYRAE, SLSN, SN_IA, SN_IBC, SN_II
 
 RUBIN_DETECTABLE_CHANGE = 0.025
+REAL_SOURCES = ("sesar", "eros")  # real light curves (PLAsTiCC is simulated, ogle3 synthetic)
 NJY_ZP = 31.4  # AB magnitude of 1 nJy
 
 
@@ -300,3 +301,8 @@ def load_bts(data_dir: Path) -> list[Curve]:
                             f"bts-{oid}", np.ones(len(g), bool), redshift=float(redshift[oid]),
                             subtype=types[oid]))
     return curves
+
+
+def from_sources(source: np.ndarray, *prefixes: str) -> np.ndarray:
+    """Which of the views' sources start with one of `prefixes` ("eros" covers every EROS-1 class)."""
+    return np.array([s.startswith(prefixes) for s in source], dtype=bool)

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from models.registry import ARTIFACTS, Registry
+from models.taxonomy import SN_CLASSES
 from models.train import datasets
-from models.train.train import SN_CLASSES, bts_split, sn_labels, sn_metrics, type_metrics
+from models.train.metrics import sn_metrics, type_metrics
+from models.train.train import bts_split, sn_labels
 from service.settings import Settings
 from streaming.decode import DecodeError, Decoder, latest_version
 from streaming.pipeline import classify_alerts
