@@ -451,12 +451,20 @@ class Decoder:
 
 
 def read_container(path: Path | str) -> tuple[SchemaVersion | None, list[dict]]:
-    """Records of an Avro container file (e.g. the package's fakeAlert.avro) and its schema version."""
+    """Records of an Avro container file (e.g. the package's fakeAlert.avro) and its schema version
+    (None: not a Rubin alert schema)."""
     with open(path, "rb") as fh:
         reader = fastavro.reader(fh)
         name = str(reader.writer_schema.get("name", "")) if isinstance(reader.writer_schema, dict) else ""
         records = list(reader)
     return _version_from_schema_name(name), records
+
+
+def container_schema_name(path: Path | str) -> str:
+    """The full name of an Avro container file's schema (e.g. `ztf.alert`); "" if it has none."""
+    with open(path, "rb") as fh:
+        schema = fastavro.reader(fh).writer_schema
+    return str(schema.get("name", "")) if isinstance(schema, dict) else ""
 
 
 def _version_from_schema_name(name: str) -> SchemaVersion | None:

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from models.errors import AlertClassifierError, DecodeError, UnknownSchema
-from streaming.decode import Alert, Decoder, read_container
+from streaming.decode import Alert, Decoder, container_schema_name, read_container
 
 CONTAINER_MAGIC = b"Obj\x01"
 SUFFIXES = {".avro", ".json", ".avsc_packet", ".bin"}
@@ -33,7 +33,9 @@ def read_alerts(path: Path, decoder: Decoder) -> list[Alert | DecodeError]:
         except Exception as exc:  # noqa: BLE001 - any container corruption is a decode error
             return [DecodeError(f"{path}: not a readable Avro container: {exc}")]
         if version is None:
-            return [UnknownSchema(f"{path}: container schema is not a Rubin alert schema")]
+            name = container_schema_name(path) or "unnamed"
+            return [UnknownSchema(f"{path}: an Avro container of {name!r} records, not Rubin alerts "
+                                  "(lsst.v<major>_<minor>.alert): this service classifies Rubin alerts only")]
         out: list[Alert | DecodeError] = []
         for record in records:
             try:

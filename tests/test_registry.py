@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import fastavro
 import numpy as np
 import pytest
 
@@ -160,6 +161,21 @@ def test_classify_command_on_the_package_samples():
         assert "error" not in line, line
         assert [r["classifier"] for r in line["results"]] == ["rrlyrae", "supernova", "anomaly"]
         assert line["diaSourceId"] > 0
+
+
+def test_classify_names_the_schema_of_another_survey_s_container(tmp_path):
+    # e.g. a ZTF alert file: a readable Avro container, but not of Rubin alerts
+    path = tmp_path / "ztf.avro"
+    schema = {"type": "record", "name": "alert", "namespace": "ztf",
+              "fields": [{"name": "objectId", "type": "string"}]}
+    with path.open("wb") as fh:
+        fastavro.writer(fh, schema, [{"objectId": "ZTF18aaaaaaa"}])
+    out = subprocess.run([sys.executable, "-m", "service.cli", "classify", str(path)],
+                         capture_output=True, text=True, timeout=120)
+    [line] = [json.loads(x) for x in out.stdout.splitlines()]
+    assert out.returncode == 1
+    assert line["error"]["reason"] == "unknown_schema_id"
+    assert "'ztf.alert'" in line["error"]["message"] and "Rubin alerts only" in line["error"]["message"]
 
 
 def test_classify_reports_a_bad_file_and_goes_on(tmp_path):
