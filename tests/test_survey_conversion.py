@@ -35,6 +35,11 @@ def test_another_detection_rule_decides_which_epochs_are_detections():
         t, mag, np.full(9, 0.2), np.ones(9, int), RR_LYRAE, "test", "star",
         lambda diff, _level, err: np.abs(diff) > err)
     assert above_its_noise is None
+    # against another level (a template's: the mean of every epoch), the differences sum to zero
+    against_mean = datasets.mag_to_difference_flux(
+        t, mag, np.full(9, 0.2), np.ones(9, int), RR_LYRAE, "test", "star",
+        lambda diff, _level, _err: np.ones(len(diff), bool), np.mean)
+    assert against_mean is not None and abs(against_mean.flux.sum()) < 1e-6 * np.abs(against_mean.flux).sum()
 
 
 def test_a_star_rubin_would_not_see_change_gives_no_curve():

@@ -59,9 +59,11 @@ DetectionRule = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
 def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id,
-                           detects: DetectionRule = rubin_detects) -> Curve | None:
-    """Magnitudes of a real survey -> Rubin-like difference fluxes (against the per-band median),
-    keeping the epochs that difference imaging would have detected."""
+                           detects: DetectionRule = rubin_detects,
+                           reference: Callable[[np.ndarray], float] = np.median) -> Curve | None:
+    """Magnitudes of a real survey -> Rubin-like difference fluxes (against the per-band median, or
+    `reference` of each band's fluxes: the template's level), keeping the epochs that difference
+    imaging would have detected."""
     t, mag, err, band = map(np.asarray, (t, mag, err, band))
     good = np.isfinite(mag) & (np.abs(mag) < 90) & np.isfinite(err) & (err > 0) & (err < 1)
     t, mag, err, band = t[good], mag[good], err[good], band[good]
@@ -70,7 +72,7 @@ def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id,
     diff, level = np.empty_like(flux), np.empty_like(flux)
     for b in np.unique(band):
         m = band == b
-        level[m] = np.median(flux[m])
+        level[m] = reference(flux[m])
         diff[m] = flux[m] - level[m]
     # Rubin measures these stars (16-20 mag) far better than photographic or SDSS photometry did:
     # its difference imaging detects a change of ~2.5% (5 x ~0.5% error), so it detects the epochs
@@ -155,7 +157,8 @@ def lmc_label_doubts(kind: pd.Series, magnitude: pd.Series) -> pd.Series:
     return doubt
 
 
-def load_eros(data_dir: Path, detects: DetectionRule = rubin_detects) -> list[Curve]:
+def load_eros(data_dir: Path, detects: DetectionRule = rubin_detects,
+              reference: Callable[[np.ndarray], float] = np.median) -> list[Curve]:
     """EROS-1 LMC variables (RAMP train split); blue band mapped to g, red to i (their passbands'
     centres), labels: RR Lyrae -> 2323, the rest (binaries, Cepheids, Miras) -> 200."""
     folder = data_dir / "eros1-ramp-variable-stars"
@@ -176,7 +179,7 @@ def load_eros(data_dir: Path, detects: DetectionRule = rubin_detects) -> list[Cu
             band.append(np.full(len(tt), b))
         curve = mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
                                         np.concatenate(band), class_id, f"eros-{kind}", f"eros-{oid}",
-                                        detects)
+                                        detects, reference)
         if curve is not None:
             curves.append(replace(curve, label_doubt=doubts[oid]))
     return curves
