@@ -455,7 +455,7 @@ def read_container(path: Path | str) -> tuple[SchemaVersion | None, list[dict]]:
     (None: not a Rubin alert schema)."""
     with open(path, "rb") as fh:
         reader = fastavro.reader(fh)
-        name = str(reader.writer_schema.get("name", "")) if isinstance(reader.writer_schema, dict) else ""
+        name = _schema_name(reader.writer_schema)
         records = list(reader)
     return _version_from_schema_name(name), records
 
@@ -463,7 +463,10 @@ def read_container(path: Path | str) -> tuple[SchemaVersion | None, list[dict]]:
 def container_schema_name(path: Path | str) -> str:
     """The full name of an Avro container file's schema (e.g. `ztf.alert`); "" if it has none."""
     with open(path, "rb") as fh:
-        schema = fastavro.reader(fh).writer_schema
+        return _schema_name(fastavro.reader(fh).writer_schema)
+
+
+def _schema_name(schema: Any) -> str:
     return str(schema.get("name", "")) if isinstance(schema, dict) else ""
 
 

@@ -13,6 +13,7 @@ levels. Views under the model's minimum of points count as misses, as the servic
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def _template_of_few_epochs(seed: int):
     return lambda flux: float(np.mean(rng.choice(flux, min(TEMPLATE_EPOCHS, len(flux)), replace=False)))
 
 
-LEVELS: dict[str, object] = {
+LEVELS: dict[str, Callable[[np.ndarray], float]] = {
     "the median (the training's)": np.median,
     "the mean (a template of every epoch)": np.mean,
     f"the mean of {TEMPLATE_EPOCHS} random epochs (a shallow template)": _template_of_few_epochs(0),
