@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from models.taxonomy import RR_LYRAE
 from models.train import datasets
@@ -40,6 +41,32 @@ def test_another_detection_rule_decides_which_epochs_are_detections():
         t, mag, np.full(9, 0.2), np.ones(9, int), RR_LYRAE, "test", "star",
         lambda diff, _level, _err: np.ones(len(diff), bool), np.mean)
     assert against_mean is not None and abs(against_mean.flux.sum()) < 1e-6 * np.abs(against_mean.flux).sum()
+
+
+def test_a_star_is_seen_again_against_a_template_level_with_its_detections_redrawn():
+    # Rubin measures a star against a template (a coadd of some epochs), not its median: the rrlyrae
+    # model's training views also come at such levels (train.views_at_levels)
+    t = np.arange(10.0)
+    band = np.array([1, 3] * 5)
+    mag = np.array([19.0, 18.0, 19.3, 18.0, 19.0, 18.3, 19.0, 18.0, 19.0, 18.0])
+    curve = datasets.mag_to_difference_flux(t, mag, np.full(10, 0.05), band, RR_LYRAE, "test", "star")
+    assert curve is not None and curve.level is not None
+    same = datasets.relevel(curve, np.median)
+    assert same is not None and np.allclose(same.flux, curve.flux) and (same.detected == curve.detected).all()
+    against_mean = datasets.relevel(curve, np.mean)
+    assert against_mean is not None
+    for b in (1, 3):  # each band's differences now sum to zero; the star's total flux is unchanged
+        m = band == b
+        assert abs(against_mean.flux[m].sum()) < 1e-6 * np.abs(against_mean.flux[m]).sum()
+    assert np.allclose(against_mean.flux + against_mean.level, curve.flux + curve.level)
+    # epochs at the median were no detections; against the mean they differ by > 2.5%: detections
+    assert not curve.detected[0] and against_mean.detected[0]
+    window = against_mean.window(t < 5)
+    assert window.level is not None and len(window.level) == 5
+    simulated = datasets.Curve(t, curve.flux, curve.flux_err, band, RR_LYRAE, "plasticc", "sim",
+                               curve.detected)
+    with pytest.raises(ValueError, match="no level"):  # only stars made from magnitudes have one
+        datasets.relevel(simulated, np.mean)
 
 
 def test_a_star_rubin_would_not_see_change_gives_no_curve():

@@ -42,11 +42,14 @@ class Curve:
     #: the source's own label (a BTS spectroscopic type, a PLAsTiCC target): which objects count as
     #: rare when the anomaly model is judged (models/train/anomaly.py)
     subtype: str = ""
+    #: for stars made from magnitudes (`mag_to_difference_flux`): the level each epoch's difference
+    #: is measured against, so that the star can be seen against another template (`relevel`)
+    level: np.ndarray | None = None
 
     def window(self, mask: np.ndarray) -> Curve:
         return Curve(self.t[mask], self.flux[mask], self.flux_err[mask], self.band[mask],
                      self.class_id, self.source, self.object_id, self.detected[mask], self.label_doubt,
-                     self.redshift, self.subtype)
+                     self.redshift, self.subtype, None if self.level is None else self.level[mask])
 
 
 def rubin_detects(diff: np.ndarray, level: np.ndarray, _flux_err: np.ndarray) -> np.ndarray:
@@ -84,7 +87,26 @@ def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id,
         return None
     order = np.argsort(t, kind="stable")
     return Curve(t[order], diff[order], flux_err[order], band[order].astype(np.int8),
-                 class_id, source, str(object_id), det[order])
+                 class_id, source, str(object_id), det[order], level=level[order])
+
+
+def relevel(curve: Curve, reference: Callable[[np.ndarray], float],
+            detects: DetectionRule = rubin_detects) -> Curve | None:
+    """The same star's difference fluxes against another level per band (`reference` of the band's
+    fluxes: a template made of other epochs than the median), the detections re-drawn by `detects`;
+    None when fewer than 2 epochs are detections, as `mag_to_difference_flux`."""
+    if curve.level is None:
+        raise ValueError(f"{curve.object_id}: no level to re-reference (not made from magnitudes)")
+    flux = curve.flux + curve.level
+    level = np.empty_like(flux)
+    for b in np.unique(curve.band):
+        m = curve.band == b
+        level[m] = reference(flux[m])
+    diff = flux - level
+    det = detects(diff, level, curve.flux_err)
+    if det.sum() < 2:
+        return None
+    return replace(curve, flux=diff, detected=det, level=level)
 
 
 def load_plasticc(data_dir: Path) -> list[Curve]:

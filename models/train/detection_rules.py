@@ -33,19 +33,8 @@ RULES: dict[str, datasets.DetectionRule] = {
     "5 sigma of EROS-1's own errors": lambda diff, _level, err: np.abs(diff) > 5 * err,
 }
 EROS_SPLIT_SEED_OFFSET = 2  # train.split_surveys: EROS-1 is the third survey
-TEMPLATE_EPOCHS = 5  # a shallow template: the mean of this many random epochs of the band
-
-
-def _template_of_few_epochs(seed: int):
-    rng = np.random.default_rng(seed)
-    return lambda flux: float(np.mean(rng.choice(flux, min(TEMPLATE_EPOCHS, len(flux)), replace=False)))
-
-
-LEVELS: dict[str, Callable[[np.ndarray], float]] = {
-    "the median (the training's)": np.median,
-    "the mean (a template of every epoch)": np.mean,
-    f"the mean of {TEMPLATE_EPOCHS} random epochs (a shallow template)": _template_of_few_epochs(0),
-}
+LEVELS: dict[str, Callable[[np.ndarray], float]] = {"the median (the training's median views)": np.median} | {
+    f"the {name} (a template)": make(0) for name, make in train.TEMPLATE_LEVELS.items()}
 
 
 def held_out_stars(data_dir: Path, seed: int) -> dict[str, str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,9 @@ from models.train.metrics import rrl_metrics, sn_metrics, top_label_ece, type_me
 #: 2.3.0: supernova also trained on the BTS training objects seen farther (farther.py)
 #: 2.3.1: the supernova calibration's folds use templates built without their own objects
 #: 2.4.0: the supernova type of curves of at most 8 detections calibrated apart (few_points.py)
-MODEL_VERSION = "2.4.0"
+#: 2.5.0: rrlyrae also trained on the real and synthetic stars measured against template levels
+#: (the mean of every epoch, of 5 random epochs), as Rubin's difference imaging measures them
+MODEL_VERSION = "2.5.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -64,6 +67,7 @@ EARLY_POINTS = (3, 5, 8)
 BAND_SUBSET_FRACTION = 0.3
 HOLDOUT_FRACTION = 0.3
 RRL_MIN_POINTS = 8
+TEMPLATE_EPOCHS = 5  # a shallow template: the mean of this many random epochs of the band
 SN_MIN_POINTS = 2
 # The synthetic pulsators' share: each of their two groups (RR Lyrae, others) weighs this much of
 # a real survey's class (chosen by cross-validation on the training split: see the README).
@@ -93,6 +97,8 @@ class Views:
     # the store's earlier points) or, in training only, "bands" (a view cut to two of its bands)
     kind: np.ndarray
     X: np.ndarray | None = None
+    #: the template level the stars' fluxes are measured against (`views_at_levels`); None: the median
+    level: np.ndarray | None = None
 
     @property
     def early(self) -> np.ndarray:
@@ -114,11 +120,16 @@ class Views:
 
     def __add__(self, other: Views) -> Views:
         X = None if self.X is None or other.X is None else np.vstack([self.X, other.X])
-        return Views(self.curves + other.curves, np.concatenate([self.kind, other.kind]), X)
+        level = None
+        if self.level is not None or other.level is not None:
+            level = np.concatenate([v.level if v.level is not None else np.full(len(v.curves), "median")
+                                    for v in (self, other)])
+        return Views(self.curves + other.curves, np.concatenate([self.kind, other.kind]), X, level)
 
     def subset(self, mask: np.ndarray) -> Views:
         idx = np.flatnonzero(mask)
-        return Views([self.curves[i] for i in idx], self.kind[idx], None if self.X is None else self.X[idx])
+        return Views([self.curves[i] for i in idx], self.kind[idx], None if self.X is None else self.X[idx],
+                     None if self.level is None else self.level[idx])
 
 
 def make_views(curves: list[datasets.Curve], rng: np.random.Generator, *, forced: bool = FORCED,
@@ -234,6 +245,8 @@ class TrainingSet:
     train: Views
     test: Views
     ztf: Views | None  # ALeRCE's 30 real ZTF supernovae (never trained on), None without the data
+    #: the real and synthetic stars' training views against other template levels (rrlyrae only)
+    at_levels: Views | None = None
 
     @property
     def with_pulsators(self) -> bool:
@@ -326,30 +339,72 @@ def load_training_set(data_dir: Path, seed: int, templates_out: Path | None = No
         test += make_views(b, np.random.default_rng(seed + 102))
     else:
         progress("  no OGLE-III catalogue: both models trained without synthetic pulsators")
-    progress(f"views: {len(train.curves)} train, {len(test.curves)} held out; extracting features...")
+    stars = [c for c in train_c if c.source.startswith(datasets.REAL_SOURCES)]
+    if "ogle3" in sets:
+        stars += a
+    at_levels = views_at_levels(stars, TEMPLATE_LEVELS, seed, band_subsets=True)
+    progress(f"views: {len(train.curves)} train, {len(test.curves)} held out, {len(at_levels.curves)} "
+             "stars' views against other template levels; extracting features...")
     t0 = time.monotonic()
     train.X = _extract_with_progress(train.curves)
     test.X = _extract_with_progress(test.curves)
+    at_levels.X = _extract_with_progress(at_levels.curves)
     progress(f"features in {time.monotonic() - t0:.0f} s")
-    return TrainingSet(seed, sets, train_c, test_c, train, test, _external_ztf_sne(data_dir, seed))
+    return TrainingSet(seed, sets, train_c, test_c, train, test, _external_ztf_sne(data_dir, seed), at_levels)
+
+
+def shallow_template(seed: int, epochs: int = TEMPLATE_EPOCHS) -> Callable[[np.ndarray], float]:
+    """A template coadded from a few random epochs of the band: the level of a young field."""
+    rng = np.random.default_rng(seed)
+    return lambda flux: float(np.mean(rng.choice(flux, min(epochs, len(flux)), replace=False)))
+
+
+#: The levels, other than each band's median, a star's difference fluxes are also measured against:
+#: Rubin subtracts a template (a coadd of earlier epochs), so a variable star's level is more like its
+#: mean over some epochs than its median (name -> a function of the seed giving the reference).
+TEMPLATE_LEVELS: dict[str, Callable[[int], Callable[[np.ndarray], float]]] = {
+    "mean": lambda _seed: np.mean,
+    f"mean of {TEMPLATE_EPOCHS} epochs": shallow_template,
+}
+
+
+def views_at_levels(stars: list[datasets.Curve], levels: dict, seed: int, *,
+                    band_subsets: bool = False) -> Views:
+    """The stars' views with their fluxes measured against each of `levels` (see TEMPLATE_LEVELS)
+    instead of their median; `Views.level` names it."""
+    out = Views([], np.array([], dtype=str))
+    for i, (name, reference) in enumerate(levels.items()):
+        rng = np.random.default_rng([seed, 300 + i])
+        level_of = reference(int(rng.integers(2**31)))
+        moved = [r for c in stars if (r := datasets.relevel(c, level_of)) is not None]
+        views = make_views(moved, rng, band_subsets=band_subsets)
+        views.level = np.full(len(views.curves), name)
+        out = out + views
+    return out
 
 
 def train_rrlyrae(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     """RR Lyrae vs everything else: fit, judge on the held-out views and across surveys, export."""
-    rrl_train = ts.train.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in ts.train.curves]))
-    rrl_test = ts.test.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in ts.test.curves]))
-    # Labels that contradict physics teach the model to call Cepheid-like curves RR Lyrae and the
-    # reverse; they stay in the held-out metrics, which come with and without them.
-    rrl_train = rrl_train.subset(~rrl_train.doubted)
-    y = rrl_train.y == RR_LYRAE
-    progress(f"fitting rrlyrae on {len(y)} views ({y.sum()} RR Lyrae)")
-    rrl = fit(rrl_train.X, y.astype(int), ts.seed, rrl_weights(y, rrl_train.source))
-    metrics = _rrl_held_out_metrics(rrl.predict_proba(rrl_test.X)[:, 1], rrl_test, ts.with_pulsators)
+    def usable(views: Views) -> Views:
+        # Labels that contradict physics teach the model to call Cepheid-like curves RR Lyrae and the
+        # reverse; they stay in the held-out metrics, which come with and without them.
+        return views.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in views.curves]) & ~views.doubted)
 
-    # across surveys: trained without EROS, tested on every EROS view whose label is not in doubt
-    no_eros = ~from_sources(rrl_train.source, "eros")
-    rrl_ne = fit(rrl_train.X[no_eros], y[no_eros].astype(int), ts.seed,
-                 rrl_weights(y[no_eros], rrl_train.source[no_eros]))
+    rrl_train = usable(ts.train)
+    rrl_test = ts.test.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in ts.test.curves]))
+    fit_views = rrl_train if ts.at_levels is None else rrl_train + usable(ts.at_levels)
+    y = fit_views.y == RR_LYRAE
+    progress(f"fitting rrlyrae on {len(y)} views ({y.sum()} RR Lyrae; "
+             f"{len(fit_views.curves) - len(rrl_train.curves)} against other template levels)")
+    rrl = fit(fit_views.X, y.astype(int), ts.seed, rrl_weights(y, fit_views.source))
+    metrics = _rrl_held_out_metrics(rrl.predict_proba(rrl_test.X)[:, 1], rrl_test, ts.with_pulsators)
+    metrics |= _rrl_metrics_at_levels(rrl, ts)
+
+    # across surveys: trained without EROS, tested on every EROS view (at the median level) whose
+    # label is not in doubt
+    no_eros = ~from_sources(fit_views.source, "eros")
+    rrl_ne = fit(fit_views.X[no_eros], y[no_eros].astype(int), ts.seed,
+                 rrl_weights(y[no_eros], fit_views.source[no_eros]))
     sure_test = rrl_test.subset(~rrl_test.doubted)
     eros_all = np.concatenate([from_sources(v.source, "eros") for v in (rrl_train, sure_test)])
     X_all = np.vstack([rrl_train.X, sure_test.X])
@@ -362,6 +417,12 @@ def train_rrlyrae(ts: TrainingSet, out_dir: Path, version: str) -> dict:
         metrics["external_ztf_30_sne"] = {
             "n": len(rrl_ztf), "false_positive_rate": round(float((rrl_ztf >= 0.5).mean()), 4)}
     training_data = _training_description(ts.sets, rrl_train) | {"label_audit": _label_audit(ts.sets)}
+    if ts.at_levels is not None:
+        training_data["template_levels"] = (
+            "the real and synthetic stars' training views also with their fluxes measured against "
+            f"{' and '.join(f'the {name}' for name in TEMPLATE_LEVELS)} of each band instead of its median "
+            f"({len(fit_views.curves) - len(rrl_train.curves)} views; weights balanced over (survey, class) "
+            "as before)")
     if ts.with_pulsators:
         training_data["synthetic"] = ("OGLE-III pulsators in PLAsTiCC's cadences (models/train/"
                                       f"synthetic.py), weight {SYNTHETIC_WEIGHT} of a real survey's class")
@@ -371,6 +432,23 @@ def train_rrlyrae(ts: TrainingSet, out_dir: Path, version: str) -> dict:
         description="RR Lyrae (2323) vs everything else (200): HistGradientBoosting on scale-free "
                     "light-curve features.",
         training_data=training_data)
+
+
+def _rrl_metrics_at_levels(rrl, ts: TrainingSet) -> dict:
+    """The held-out EROS-1 stars (audited labels) with their fluxes measured against a template's
+    level instead of their median, as Rubin measures them: one alert's year and whole histories."""
+    eros = [c for c in ts.test_c if c.source.startswith("eros") and not c.label_doubt]
+    views = views_at_levels(eros, TEMPLATE_LEVELS, ts.seed + 1)
+    views = views.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in views.curves])
+                         & np.isin(views.kind, ("latest", "history")))
+    prob = rrl.predict_proba(features.extract(views.curves))[:, 1]
+    metrics = {}
+    for level in TEMPLATE_LEVELS:
+        for kind in ("latest", "history"):
+            m = (views.level == level) & (views.kind == kind)
+            key = f"held_out_eros_{kind}_alerts_audited_labels_against_the_{level.replace(' ', '_')}"
+            metrics[key] = rrl_metrics(prob[m], views.y[m] == RR_LYRAE)
+    return metrics
 
 
 def _rrl_held_out_metrics(prob: np.ndarray, rrl_test: Views, with_pulsators: bool) -> dict:
