@@ -14,7 +14,8 @@ Both models also learn from OGLE-III pulsators rendered with Rubin's cadence (sy
 supernova model as negatives at a small weight. The RR Lyrae model leaves out EROS-1 labels that
 contradict the star's luminosity (datasets.lmc_label_doubts); its held-out metrics come with and
 without those labels. (The audit's cut widths were compared on held-out views and the widest, not
-the best-scoring, was kept: see the README.)
+the best-scoring, was kept: see docs/models.md.) It also sees the training stars measured against a
+template's level instead of their median (views_at_levels), as Rubin's difference imaging does.
 """
 
 from __future__ import annotations
@@ -329,19 +330,18 @@ def load_training_set(data_dir: Path, seed: int, templates_out: Path | None = No
         progress(f"  no ZTF BTS folder: the features use the shipped templates ({templates.TEMPLATES_PATH})")
     train, test = make_views(train_c, rng, band_subsets=True), make_views(test_c, rng)
     # Synthetic pulsators: their own generators, so the real surveys' views stay as they were.
+    stars = [c for c in train_c if c.source.startswith(datasets.REAL_SOURCES)]  # the training stars
     if (data_dir / "ogle3-variable-catalog").is_dir():
         sets["ogle3"] = synthetic.pulsator_curves(datasets.load_ogle3(data_dir),
                                                   [(c.t, c.band) for c in sets["plasticc"]],
                                                   np.random.default_rng(seed + 100))
         progress(f"  ogle3: {len(sets['ogle3'])} pulsators rendered with PLAsTiCC's cadences")
         a, b = split_by_object(sets["ogle3"], seed + 100)
+        stars += a
         train += make_views(a, np.random.default_rng(seed + 101), band_subsets=True)
         test += make_views(b, np.random.default_rng(seed + 102))
     else:
         progress("  no OGLE-III catalogue: both models trained without synthetic pulsators")
-    stars = [c for c in train_c if c.source.startswith(datasets.REAL_SOURCES)]
-    if "ogle3" in sets:
-        stars += a
     at_levels = views_at_levels(stars, TEMPLATE_LEVELS, seed, band_subsets=True)
     progress(f"views: {len(train.curves)} train, {len(test.curves)} held out, {len(at_levels.curves)} "
              "stars' views against other template levels; extracting features...")
