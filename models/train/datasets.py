@@ -72,11 +72,8 @@ def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id,
     t, mag, err, band = t[good], mag[good], err[good], band[good]
     flux = 10 ** (-0.4 * (mag - NJY_ZP))
     flux_err = flux * err * np.log(10) / 2.5
-    diff, level = np.empty_like(flux), np.empty_like(flux)
-    for b in np.unique(band):
-        m = band == b
-        level[m] = reference(flux[m])
-        diff[m] = flux[m] - level[m]
+    level = band_levels(flux, band, reference)
+    diff = flux - level
     # Rubin measures these stars (16-20 mag) far better than photographic or SDSS photometry did:
     # its difference imaging detects a change of ~2.5% (5 x ~0.5% error), so it detects the epochs
     # that differ from the median by that much. The old survey's own noise decides nothing here:
@@ -90,6 +87,15 @@ def mag_to_difference_flux(t, mag, err, band, class_id, source, object_id,
                  class_id, source, str(object_id), det[order], level=level[order])
 
 
+def band_levels(flux: np.ndarray, band: np.ndarray, reference: Callable[[np.ndarray], float]) -> np.ndarray:
+    """Each epoch's level: `reference` of its band's fluxes (the template a difference is taken from)."""
+    level = np.empty_like(flux)
+    for b in np.unique(band):
+        m = band == b
+        level[m] = reference(flux[m])
+    return level
+
+
 def relevel(curve: Curve, reference: Callable[[np.ndarray], float],
             detects: DetectionRule = rubin_detects) -> Curve | None:
     """The same star's difference fluxes against another level per band (`reference` of the band's
@@ -98,10 +104,7 @@ def relevel(curve: Curve, reference: Callable[[np.ndarray], float],
     if curve.level is None:
         raise ValueError(f"{curve.object_id}: no level to re-reference (not made from magnitudes)")
     flux = curve.flux + curve.level
-    level = np.empty_like(flux)
-    for b in np.unique(curve.band):
-        m = curve.band == b
-        level[m] = reference(flux[m])
+    level = band_levels(flux, curve.band, reference)
     diff = flux - level
     det = detects(diff, level, curve.flux_err)
     if det.sum() < 2:
@@ -179,8 +182,7 @@ def lmc_label_doubts(kind: pd.Series, magnitude: pd.Series) -> pd.Series:
     return doubt
 
 
-def load_eros(data_dir: Path, detects: DetectionRule = rubin_detects,
-              reference: Callable[[np.ndarray], float] = np.median) -> list[Curve]:
+def load_eros(data_dir: Path, detects: DetectionRule = rubin_detects) -> list[Curve]:
     """EROS-1 LMC variables (RAMP train split); blue band mapped to g, red to i (their passbands'
     centres), labels: RR Lyrae -> 2323, the rest (binaries, Cepheids, Miras) -> 200."""
     folder = data_dir / "eros1-ramp-variable-stars"
@@ -201,7 +203,7 @@ def load_eros(data_dir: Path, detects: DetectionRule = rubin_detects,
             band.append(np.full(len(tt), b))
         curve = mag_to_difference_flux(np.concatenate(t), np.concatenate(mag), np.concatenate(err),
                                         np.concatenate(band), class_id, f"eros-{kind}", f"eros-{oid}",
-                                        detects, reference)
+                                        detects)
         if curve is not None:
             curves.append(replace(curve, label_doubt=doubts[oid]))
     return curves

@@ -64,11 +64,16 @@ def main() -> None:
     args = parser.parse_args()
     held = held_out_stars(args.data_dir, args.seed)
     model = Registry(names=["rrlyrae"]).models["rrlyrae"]
-    settings = [(f"detections: {name}", {"detects": rule}) for name, rule in RULES.items()]
-    settings += [(f"level: {name}", {"reference": level}) for name, level in LEVELS.items()]
-    for name, how in settings:
-        curves = [replace(c, label_doubt=held[c.object_id])
-                  for c in datasets.load_eros(args.data_dir, **how) if c.object_id in held]
+    judged: list[tuple[str, list[datasets.Curve]]] = []
+    for name, rule in RULES.items():
+        judged.append((f"detections: {name}", [replace(c, label_doubt=held[c.object_id])
+                                               for c in datasets.load_eros(args.data_dir, rule)
+                                               if c.object_id in held]))
+    as_trained = judged[0][1]  # the training's rule: the same stars against other levels
+    for name, level in LEVELS.items():
+        moved = [r for c in as_trained if (r := datasets.relevel(c, level)) is not None]
+        judged.append((f"level: {name}", moved))
+    for name, curves in judged:
         for kind in ("latest", "history"):
             r = judge(model, curves, kind)
             print(f"{name:60s} {kind:8s} {r['views']:4d} views, median {r['median_points']:4.0f} points: "

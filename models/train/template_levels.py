@@ -25,10 +25,6 @@ from models.train.metrics import rrl_metrics
 FOLDS = 3
 
 
-def _usable(views: train.Views) -> train.Views:
-    return views.subset(np.array([len(c.t) >= train.RRL_MIN_POINTS for c in views.curves]) & ~views.doubted)
-
-
 def _fold(views: train.Views) -> np.ndarray:
     """A stable fold per object (a star's views at every level share it)."""
     return np.array([zlib.crc32(c.object_id.encode()) % FOLDS for c in views.curves])
@@ -72,7 +68,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     ts = train.load_training_set(args.data_dir, args.seed)
-    base, at_levels = _usable(ts.train), _usable(ts.at_levels)
+    base, at_levels = train.rrl_training_views(ts.train), train.rrl_training_views(ts.at_levels)
     for name, learn_levels in (("median views only (2.4.0's recipe)", False),
                                ("+ views at template levels (2.5.0)", True)):
         p_base, p_levels = out_of_fold(base, at_levels, learn_levels, args.seed)

@@ -383,16 +383,18 @@ def views_at_levels(stars: list[datasets.Curve], levels: dict, seed: int, *,
     return out
 
 
+def rrl_training_views(views: Views) -> Views:
+    """The views the rrlyrae model learns from: enough points, labels not in doubt. Labels that
+    contradict physics teach the model to call Cepheid-like curves RR Lyrae and the reverse; they stay
+    in the held-out metrics, which come with and without them."""
+    return views.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in views.curves]) & ~views.doubted)
+
+
 def train_rrlyrae(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     """RR Lyrae vs everything else: fit, judge on the held-out views and across surveys, export."""
-    def usable(views: Views) -> Views:
-        # Labels that contradict physics teach the model to call Cepheid-like curves RR Lyrae and the
-        # reverse; they stay in the held-out metrics, which come with and without them.
-        return views.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in views.curves]) & ~views.doubted)
-
-    rrl_train = usable(ts.train)
+    rrl_train = rrl_training_views(ts.train)
     rrl_test = ts.test.subset(np.array([len(c.t) >= RRL_MIN_POINTS for c in ts.test.curves]))
-    fit_views = rrl_train if ts.at_levels is None else rrl_train + usable(ts.at_levels)
+    fit_views = rrl_train if ts.at_levels is None else rrl_train + rrl_training_views(ts.at_levels)
     y = fit_views.y == RR_LYRAE
     progress(f"fitting rrlyrae on {len(y)} views ({y.sum()} RR Lyrae; "
              f"{len(fit_views.curves) - len(rrl_train.curves)} against other template levels)")
