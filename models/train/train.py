@@ -731,6 +731,8 @@ def _calibrate_on_real_supernovae(sn, sn_train: Views, y: np.ndarray, seed: int,
     out = {"method": f"{CALIBRATION_FOLDS}-fold out-of-fold predictions for the BTS training objects "
                      "(models/train/train.py: choose_temperature)"}
     out |= choose_temperature(oof, y[bts], early, classes)
+    out["out_of_fold_figures"] = _out_of_fold_figures(oof, y[bts], classes,
+                                                       sn_train.subset(np.isin(np.arange(len(y)), bts)))
     temper(sn, out["temperature"])
     tempered = soften(oof, out["temperature"])
     if CALIBRATE_TYPES:
@@ -753,6 +755,22 @@ def _calibrate_on_real_supernovae(sn, sn_train: Views, y: np.ndarray, seed: int,
             "after": round(top_label_ece(after[few], y[bts][few], classes), 4)}}
     progress(f"calibrated on real supernovae: {out}")
     return out, few_points.WithFewPoints(sn, calibration)
+
+
+def _out_of_fold_figures(oof: np.ndarray, y: np.ndarray, classes: list[int], views: Views) -> dict:
+    """Ia vs CC AUC, type accuracy and macro F1 of the BTS training objects' out-of-fold predictions,
+    full curves and the 3rd detection: figures of the training split alone, for choices (the
+    held-out split's are read only after)."""
+    proba = oof[:, [classes.index(c) for c in SN_CLASSES]]
+    n_points = np.array([len(c.t) for c in views.curves])
+    objects = np.array([c.object_id for c in views.curves])
+    out = {}
+    for name, m in (("full", ~views.early), ("first_3_detections", views.early & (n_points == 3))):
+        sn = sn_metrics(proba[m], y[m], views.source[m])
+        types = type_metrics(proba[m], y[m], objects[m])
+        out[name] = {"n": int(m.sum()), "ia_vs_cc_auc": sn.get("ia_vs_cc_auc"),
+                     "type_accuracy": types.get("type_accuracy"), "type_macro_f1": types.get("type_macro_f1")}
+    return out
 
 
 def _bts_metrics(sn, order: list[int], sn_train: Views, sn_test: Views, seed: int) -> dict:
