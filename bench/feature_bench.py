@@ -41,12 +41,11 @@ def main() -> None:
         total = rate(lambda c: features.extract(c, n_jobs=1), cs, args.repeats)
         prepared, b = features._prepare_batch(cs)
         std = [(p.t, p.std_flux, p.std_err) for p in prepared]
-        peaks = features._PERIOD.many(std, fill_value=np.nan, sorted=True, check=False, n_jobs=1)
+        peaks = features.periodogram_peaks(std)
         bazin = np.full((len(cs), 6), np.nan)  # the groups' cost hardly depends on the Bazin fit's values
         parts = {
             "prepare": rate(features._prepare_batch, cs, args.repeats),
-            "periodogram": rate(lambda s: features._PERIOD.many(s, fill_value=np.nan, sorted=True,
-                                                                check=False, n_jobs=1), std, args.repeats),
+            "periodogram": rate(features.periodogram_peaks, std, args.repeats),
             "period candidates": rate(
                 lambda s, peaks=peaks: features._all_period_candidates(s, peaks[:, 0::2]), std, args.repeats),
             "shape": rate(lambda s: features._SHAPE.many(s, fill_value=np.nan, sorted=True, check=False,

@@ -29,12 +29,17 @@ from models.feature_groups import COLOUR_PAIRS, EVOLUTION_BANDS, PHASE_BANDS, PH
 log = logging.getLogger(__name__)
 BANDS = ("u", "g", "r", "i", "z", "y")
 
-# Periodogram grid: angular frequencies 0..2*pi/0.18 d (periods >= 0.18 d, below the shortest RRc)
-# on 2**13+1 points, the form the FFT periodogram requires: spacing 0.0043 rad/d, four samples
-# across the peak of a year of data (an alert's history). Explicit, because light-curve's default
-# grid derived from sparse year-long data misses short periods. Its cost is fixed by the grid size.
+# Periodogram grids: angular frequencies 0..2*pi/0.18 d (periods >= 0.18 d, below the shortest RRc)
+# on 2**k+1 points, the form the FFT periodogram requires. A peak is ~1/baseline wide, so each curve
+# gets the coarsest grid with four samples across its peaks: 2**13 (spacing 0.0043 rad/d) for a year
+# of data (an alert's whole history), 2**10 for a few weeks. The cost is linear in the grid size, so a
+# young transient no longer pays for a year's resolution. Explicit, because light-curve's default grid
+# derived from sparse year-long data misses short periods.
 MIN_PERIOD_D = 0.18
-PERIOD_GRID = np.linspace(0.0, 2 * np.pi / MIN_PERIOD_D, 2**13 + 1)
+SAMPLES_PER_PEAK = 4
+GRID_POWERS = (10, 11, 12, 13)
+PERIOD_GRIDS = {k: np.linspace(0.0, 2 * np.pi / MIN_PERIOD_D, 2**k + 1) for k in GRID_POWERS}
+PERIOD_GRID = PERIOD_GRIDS[GRID_POWERS[-1]]  # the finest: whole histories
 MIN_POINTS_PERIOD = 8
 MIN_POINTS_SHAPE = 4
 MIN_POINTS_FOURIER = 9  # 7 coefficients of the 3-harmonic series, and some left to judge the fit
@@ -53,7 +58,7 @@ _SHAPE = lc.Extractor(lc.Skew(), lc.Kurtosis(), lc.StetsonK(), lc.EtaE(), lc.Bey
 # 8 peaks: the true period of an EROS-1 RR Lyrae seen for a year is among them in 82% of curves
 # (58% among 3); the harmonic fits then choose (`_all_period_candidates`).
 N_PEAKS = 8
-_PERIOD = lc.Periodogram(peaks=N_PEAKS, freqs=PERIOD_GRID, fast=True)
+_PERIODOGRAMS = {k: lc.Periodogram(peaks=N_PEAKS, freqs=grid, fast=True) for k, grid in PERIOD_GRIDS.items()}
 _BAZIN = lc.BazinFit("lmsder")
 
 SHAPE_NAMES = ["skew", "kurtosis", "stetson_k", "eta_e", "beyond_1_std", "beyond_2_std", "cusum",
@@ -180,6 +185,7 @@ def _prepare_batch(curves: Sequence[LightCurveLike]) -> tuple[list[_Prepared], _
 
 SIDEREAL_DAY_FREQ = 1.0027379  # cycles/d: nightly sampling aliases a frequency f to f +- k * this
 ALIAS_ORDERS = np.arange(-2, 3)
+REFINE_OFFSETS = np.array([-0.5, -0.25, 0.25, 0.5])  # of the grid's spacing
 MAX_POINTS_ALIAS = 200  # the alias choice needs the shape, not every point: bounds the cost
 # Periods where RR Lyrae pulsate (RRc ~0.2 d to long RRab ~1 d). With a year of noisy photometry the
 # best-fitting candidate is often an alias, while the true period is still among the candidates
@@ -209,10 +215,11 @@ class HarmonicFit:
 
 
 def _stacked_harmonic_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, freqs: np.ndarray
-                           ) -> list[HarmonicFit]:
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The fits of G curves with as many points and candidates each ([G, points], [G, candidates]),
     in one array program: batched normal equations, harmonics by recurrence (no more trig calls).
-    Every curve's numbers are those of fitting it alone (the same operations per matrix)."""
+    Every curve's numbers are those of fitting it alone (the same operations per matrix). Returns
+    chi2 [G, candidates], the chi2 of a constant [G] and the coefficients [G, candidates, 7]."""
     t = t - t[:, :1]  # phases from a small time origin: no precision lost to MJD ~ 6e4
     w = 1 / err
     fw = f * w
@@ -233,15 +240,13 @@ def _stacked_harmonic_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, freqs:
         coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
     except np.linalg.LinAlgError:  # fewer distinct epochs than coefficients: the least-norm fit
         if n_curves > 1:  # only for the curve(s) that need it
-            return [fits for g in range(n_curves)
-                    for fits in _stacked_harmonic_fits(t[g:g + 1], f[g:g + 1], err[g:g + 1], freqs[g:g + 1])]
+            each = [_stacked_harmonic_fits(t[g:g + 1], f[g:g + 1], err[g:g + 1], freqs[g:g + 1])
+                    for g in range(n_curves)]
+            return tuple(np.concatenate(parts) for parts in zip(*each, strict=True))
         coef = (np.linalg.pinv(normal) @ rhs[..., None])[..., 0]
-    out = []
-    for g in range(n_curves):
-        total = float(fw[g] @ fw[g])
-        out.append(HarmonicFit(freqs[g], total - np.einsum("mp,mp->m", rhs[g], coef[g]),
-                               total - float(w[g] @ fw[g]) ** 2 / float(w[g] @ w[g]), coef[g]))
-    return out
+    total = np.einsum("gp,gp->g", fw, fw)
+    chi2_const = total - np.einsum("gp,gp->g", w, fw) ** 2 / np.einsum("gp,gp->g", w, w)
+    return total[:, None] - np.einsum("gmp,gmp->gm", rhs, coef), chi2_const, coef
 
 
 def _candidate_inputs(t: np.ndarray, f: np.ndarray, err: np.ndarray, peak_periods: Sequence[float]
@@ -276,10 +281,40 @@ def _all_period_candidates(std: Sequence[tuple[np.ndarray, np.ndarray, np.ndarra
             groups.setdefault((len(x[0]), len(x[3])), []).append(i)
     out: list[HarmonicFit | None] = [None] * len(std)
     for idx in groups.values():
-        stacked = [np.stack([inputs[i][k] for i in idx]) for k in range(4)]
-        for i, fits in zip(idx, _stacked_harmonic_fits(*stacked), strict=True):
-            out[i] = fits if fits.chi2_const > 0 else None
+        t, f, err, freqs = (np.stack([inputs[i][k] for i in idx]) for k in range(4))
+        chi2, chi2_const, coef = _stacked_harmonic_fits(t, f, err, freqs)
+        # A peak is known to half a grid step only (an eighth of a cycle over the baseline at four
+        # samples per peak), which blurs a sawtooth's harmonics: the two candidates the features read
+        # are fitted again around their frequency, the fits appended.
+        near = _around_read_candidates(t[:, -1] - t[:, 0], freqs, chi2)
+        chi2_near, _, coef_near = _stacked_harmonic_fits(t, f, err, near)
+        freqs, chi2 = np.concatenate([freqs, near], axis=1), np.concatenate([chi2, chi2_near], axis=1)
+        coef = np.concatenate([coef, coef_near], axis=1)
+        for g, i in enumerate(idx):
+            if chi2_const[g] > 0:
+                out[i] = HarmonicFit(freqs[g], chi2[g], float(chi2_const[g]), coef[g])
     return out
+
+
+def _around_read_candidates(baselines: np.ndarray, freqs: np.ndarray, chi2: np.ndarray) -> np.ndarray:
+    """Frequencies at REFINE_OFFSETS of each curve's grid spacing around its best candidate overall
+    and its best in the RR Lyrae range (the best overall again if none is) [G, 2 * offsets]."""
+    rows = np.arange(len(freqs))
+    best = chi2.argmin(axis=1)
+    lo, hi = RRL_PERIOD_RANGE_D
+    in_range = (freqs >= 1 / hi) & (freqs <= 1 / lo)
+    in_range_best = np.where(in_range.any(axis=1), np.where(in_range, chi2, np.inf).argmin(axis=1), best)
+    read = np.stack([freqs[rows, best], freqs[rows, in_range_best]], axis=1)
+    step = 1 / MIN_PERIOD_D / 2.0 ** grid_powers(baselines)
+    return (read[:, :, None] + REFINE_OFFSETS * step[:, None, None]).reshape(len(freqs), -1)
+
+
+def _best_candidates(fits: HarmonicFit) -> tuple[int, int | None]:
+    """The best-fitting candidate overall and in the RR Lyrae range (None if none is)."""
+    best = int(fits.chi2.argmin())
+    lo, hi = RRL_PERIOD_RANGE_D
+    in_range = np.flatnonzero((fits.freqs >= 1 / hi) & (fits.freqs <= 1 / lo))
+    return best, int(in_range[fits.chi2[in_range].argmin()]) if len(in_range) else None
 
 
 def _period_shape(fits: HarmonicFit | None, top_period: float) -> list[float]:
@@ -287,14 +322,11 @@ def _period_shape(fits: HarmonicFit | None, top_period: float) -> list[float]:
     best candidate in the RR Lyrae range, and how much worse that fits than the best overall."""
     if fits is None:
         return [np.nan] * (2 + len(FOURIER_NAMES) + len(RRL_NAMES))
-    best = int(fits.chi2.argmin())
+    best, k = _best_candidates(fits)
     row = [_log10(1 / fits.freqs[best]), float(abs(fits.freqs[best] - 1 / top_period) > 0.01)]
     row += fits.shape(best)
-    lo, hi = RRL_PERIOD_RANGE_D
-    in_range = np.flatnonzero((fits.freqs >= 1 / hi) & (fits.freqs <= 1 / lo))
-    if len(in_range) == 0:
+    if k is None:
         return row + [np.nan] * len(RRL_NAMES)
-    k = int(in_range[fits.chi2[in_range].argmin()])
     r21, r31, phi21, phi31, explained = fits.shape(k)
     deficit = (fits.chi2[k] - fits.chi2[best]) / fits.chi2_const
     return [*row, _log10(1 / fits.freqs[k]), explained, deficit, r21, r31, phi21, phi31]
@@ -364,6 +396,28 @@ def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
 MANY_CHUNK = 32
 
 
+def grid_powers(baselines_d: np.ndarray) -> np.ndarray:
+    """log2 of the periodogram grid for curves spanning `baselines_d` days: the smallest of
+    GRID_POWERS whose spacing puts SAMPLES_PER_PEAK samples across a peak, the finest beyond a year."""
+    # grid intervals up to 1/MIN_PERIOD_D cycles/d
+    needed = SAMPLES_PER_PEAK * np.asarray(baselines_d, np.float64) / MIN_PERIOD_D
+    power = np.ceil(np.log2(np.maximum(needed, 1.0)))
+    return np.clip(power, GRID_POWERS[0], GRID_POWERS[-1]).astype(np.int64)
+
+
+def periodogram_peaks(std: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], n_jobs: int = 1
+                      ) -> np.ndarray:
+    """(period, signal-to-noise) of the N_PEAKS highest peaks of each (t, flux, err) curve, each on
+    its baseline's grid (curves sharing a grid in one call); NaN for curves under MIN_POINTS_PERIOD."""
+    out = np.full((len(std), 2 * N_PEAKS), np.nan)
+    idx = np.array([i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_PERIOD], np.int64)
+    powers = grid_powers([std[i][0][-1] - std[i][0][0] for i in idx])
+    for power in np.unique(powers).tolist():
+        chosen = idx[powers == power]
+        out[chosen] = _many(_PERIODOGRAMS[power], [std[i] for i in chosen], n_jobs)
+    return out
+
+
 def _many(extractor, items: list, n_jobs: int) -> np.ndarray:
     return np.concatenate([extractor.many(items[i:i + MANY_CHUNK], fill_value=np.nan, sorted=True,
                                           check=False, n_jobs=n_jobs)
@@ -383,10 +437,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     if shape_idx:
         out[shape_idx, :len(SHAPE_NAMES)] = _many(_SHAPE, [std[i] for i in shape_idx], n_jobs)
 
-    period_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_PERIOD]
-    periods = np.full((n, 2 * N_PEAKS), np.nan)  # (period, signal-to-noise) per peak
-    if period_idx:
-        periods[period_idx] = _many(_PERIOD, [std[i] for i in period_idx], n_jobs)
+    periods = periodogram_peaks(std, n_jobs)  # (period, signal-to-noise) per peak
     # Reference band for the supernova fit: the one with most points, scaled by its largest |flux|.
     ref = []
     for k, b in enumerate(batch.counts.argmax(axis=1).tolist()):

@@ -55,7 +55,9 @@ from models.train.metrics import rrl_metrics, sn_metrics, top_label_ece, type_me
 #: 2.4.0: the supernova type of curves of at most 8 detections calibrated apart (few_points.py)
 #: 2.5.0: rrlyrae also trained on the real and synthetic stars measured against template levels
 #: (the mean of every epoch, of 5 random epochs), as Rubin's difference imaging measures them
-MODEL_VERSION = "2.5.0"
+#: 2.6.0: each curve's periodogram grid as fine as its baseline resolves (four samples across a peak;
+#: the finest from half a year on), the two period candidates the features read refined around their peak
+MODEL_VERSION = "2.6.0"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
