@@ -202,6 +202,8 @@ class HarmonicFit:
     chi2: np.ndarray  # weighted chi2 at each frequency
     chi2_const: float  # of a constant: 1 - chi2 / chi2_const is the variance explained
     coef: np.ndarray  # [n_freqs, 7]: constant, then (sin, cos) of harmonics 1..3
+    best: int  # the best-fitting candidate
+    best_in_rrl_range: int | None  # the best in RRL_PERIOD_RANGE_D, None if no candidate is
 
     def shape(self, k: int) -> list[float]:
         """R21, R31, phi21, phi31 and the variance explained at candidate k."""
@@ -286,35 +288,29 @@ def _all_period_candidates(std: Sequence[tuple[np.ndarray, np.ndarray, np.ndarra
         # A peak is known to half a grid step only (an eighth of a cycle over the baseline at four
         # samples per peak), which blurs a sawtooth's harmonics: the two candidates the features read
         # are fitted again around their frequency, the fits appended.
-        near = _around_read_candidates(t[:, -1] - t[:, 0], freqs, chi2)
+        best, in_range = _best_candidates(freqs, chi2)
+        rows = np.arange(len(idx))
+        read = np.stack([freqs[rows, best], freqs[rows, np.where(in_range >= 0, in_range, best)]], axis=1)
+        step = 1 / MIN_PERIOD_D / 2.0 ** grid_powers(t[:, -1] - t[:, 0])
+        near = (read[:, :, None] + REFINE_OFFSETS * step[:, None, None]).reshape(len(idx), -1)
         chi2_near, _, coef_near = _stacked_harmonic_fits(t, f, err, near)
         freqs, chi2 = np.concatenate([freqs, near], axis=1), np.concatenate([chi2, chi2_near], axis=1)
         coef = np.concatenate([coef, coef_near], axis=1)
+        best, in_range = _best_candidates(freqs, chi2)
         for g, i in enumerate(idx):
             if chi2_const[g] > 0:
-                out[i] = HarmonicFit(freqs[g], chi2[g], float(chi2_const[g]), coef[g])
+                out[i] = HarmonicFit(freqs[g], chi2[g], float(chi2_const[g]), coef[g], int(best[g]),
+                                     int(in_range[g]) if in_range[g] >= 0 else None)
     return out
 
 
-def _around_read_candidates(baselines: np.ndarray, freqs: np.ndarray, chi2: np.ndarray) -> np.ndarray:
-    """Frequencies at REFINE_OFFSETS of each curve's grid spacing around its best candidate overall
-    and its best in the RR Lyrae range (the best overall again if none is) [G, 2 * offsets]."""
-    rows = np.arange(len(freqs))
-    best = chi2.argmin(axis=1)
+def _best_candidates(freqs: np.ndarray, chi2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of [G, candidates]: the best-fitting candidate, and the best in the RR Lyrae range
+    (-1 where no candidate is in it)."""
     lo, hi = RRL_PERIOD_RANGE_D
     in_range = (freqs >= 1 / hi) & (freqs <= 1 / lo)
-    in_range_best = np.where(in_range.any(axis=1), np.where(in_range, chi2, np.inf).argmin(axis=1), best)
-    read = np.stack([freqs[rows, best], freqs[rows, in_range_best]], axis=1)
-    step = 1 / MIN_PERIOD_D / 2.0 ** grid_powers(baselines)
-    return (read[:, :, None] + REFINE_OFFSETS * step[:, None, None]).reshape(len(freqs), -1)
-
-
-def _best_candidates(fits: HarmonicFit) -> tuple[int, int | None]:
-    """The best-fitting candidate overall and in the RR Lyrae range (None if none is)."""
-    best = int(fits.chi2.argmin())
-    lo, hi = RRL_PERIOD_RANGE_D
-    in_range = np.flatnonzero((fits.freqs >= 1 / hi) & (fits.freqs <= 1 / lo))
-    return best, int(in_range[fits.chi2[in_range].argmin()]) if len(in_range) else None
+    best_in_range = np.where(in_range, chi2, np.inf).argmin(axis=1)
+    return chi2.argmin(axis=1), np.where(in_range.any(axis=1), best_in_range, -1)
 
 
 def _period_shape(fits: HarmonicFit | None, top_period: float) -> list[float]:
@@ -322,7 +318,7 @@ def _period_shape(fits: HarmonicFit | None, top_period: float) -> list[float]:
     best candidate in the RR Lyrae range, and how much worse that fits than the best overall."""
     if fits is None:
         return [np.nan] * (2 + len(FOURIER_NAMES) + len(RRL_NAMES))
-    best, k = _best_candidates(fits)
+    best, k = fits.best, fits.best_in_rrl_range
     row = [_log10(1 / fits.freqs[best]), float(abs(fits.freqs[best] - 1 / top_period) > 0.01)]
     row += fits.shape(best)
     if k is None:
