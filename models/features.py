@@ -397,7 +397,7 @@ def grid_powers(baselines_d: np.ndarray) -> np.ndarray:
     GRID_POWERS whose spacing puts SAMPLES_PER_PEAK samples across a peak, the finest beyond a year."""
     # grid intervals up to 1/MIN_PERIOD_D cycles/d
     needed = SAMPLES_PER_PEAK * np.asarray(baselines_d, np.float64) / MIN_PERIOD_D
-    power = np.ceil(np.log2(np.maximum(needed, 1.0)))
+    power = np.ceil(np.log2(np.fmax(needed, 1.0)))  # fmax: an undefined baseline gets the coarsest grid
     return np.clip(power, GRID_POWERS[0], GRID_POWERS[-1]).astype(np.int64)
 
 

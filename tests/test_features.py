@@ -132,6 +132,7 @@ def test_the_period_read_is_refined_below_the_grid_spacing():
 
 def test_whole_histories_keep_the_finest_grid():
     assert grid_powers([2.4 * 365, 365, 3.0]).tolist() == [GRID_POWERS[-1], GRID_POWERS[-1], GRID_POWERS[0]]
+    assert grid_powers([np.nan]).tolist() == [GRID_POWERS[0]]  # a grid that exists, never a KeyError
 
 
 def test_batch_equals_one_at_a_time():
