@@ -13,8 +13,8 @@ fluxes as in alerts) and `band` (int indices into BANDS) arrays, sorted by time.
 
 from __future__ import annotations
 
+import itertools
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from typing import Protocol
 import light_curve as lc
 import numpy as np
 
-from models import feature_groups, templates
+from models import feature_groups, harmonics, templates
 from models.feature_groups import COLOUR_PAIRS, EVOLUTION_BANDS, PHASE_BANDS, PHASE_COLOURS, SLOPE_BANDS
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,9 @@ def _prepare_batch(curves: Sequence[LightCurveLike]) -> tuple[list[_Prepared], _
 
 SIDEREAL_DAY_FREQ = 1.0027379  # cycles/d: nightly sampling aliases a frequency f to f +- k * this
 ALIAS_ORDERS = np.arange(-2, 3)
-REFINE_OFFSETS = np.array([-0.5, -0.25, 0.25, 0.5])  # of the grid's spacing
+# The two periods read are fitted again at +-1/4 and +-1/2 of the grid's spacing
+REFINE_UNIT = 0.25  # of the grid's spacing
+REFINE_ORDERS = np.array([-2, -1, 1, 2])
 MAX_POINTS_ALIAS = 200  # the alias choice needs the shape, not every point: bounds the cost
 # Periods where RR Lyrae pulsate (RRc ~0.2 d to long RRab ~1 d). With a year of noisy photometry the
 # best-fitting candidate is often an alias, while the true period is still among the candidates
@@ -195,113 +197,70 @@ RRL_PERIOD_RANGE_D = (0.2, 1.0)
 
 
 @dataclass
-class HarmonicFit:
-    """3-harmonic Fourier fits of one curve at candidate frequencies (cycles/d)."""
+class PeriodFits:
+    """3-harmonic Fourier fits of a batch's curves at their candidate frequencies (cycles/d):
+    [curve, candidate] arrays, NaN frequency and infinite chi2 where a curve has fewer candidates."""
 
     freqs: np.ndarray
     chi2: np.ndarray  # weighted chi2 at each frequency
-    chi2_const: float  # of a constant: 1 - chi2 / chi2_const is the variance explained
-    coef: np.ndarray  # [n_freqs, 7]: constant, then (sin, cos) of harmonics 1..3
-    best: int  # the best-fitting candidate
-    best_in_rrl_range: int | None  # the best in RRL_PERIOD_RANGE_D, None if no candidate is
+    chi2_const: np.ndarray  # [curve] of a constant: 1 - chi2 / chi2_const is the variance explained
+    coef: np.ndarray  # [curve, candidate, 7]: constant, then (sin, cos) of harmonics 1..3
+    best: np.ndarray  # [curve] the best-fitting candidate
+    best_in_rrl_range: np.ndarray  # [curve] the best in RRL_PERIOD_RANGE_D, -1 if no candidate is
+    fitted: np.ndarray  # [curve] False: too short, no peak or constant (its features are NaN)
 
-    def shape(self, k: int) -> list[float]:
-        """R21, R31, phi21, phi31 and the variance explained at candidate k."""
-        c = self.coef[k]
-        amps = np.hypot(c[1::2], c[2::2])
-        phases = np.arctan2(c[2::2], c[1::2])
-        if not amps[0] > 0:
-            return [np.nan] * 5
-        return [amps[1] / amps[0], amps[2] / amps[0], (phases[1] - 2 * phases[0]) % (2 * np.pi),
-                (phases[2] - 3 * phases[0]) % (2 * np.pi), 1 - self.chi2[k] / self.chi2_const]
-
-
-def _stacked_harmonic_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, freqs: np.ndarray
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The fits of G curves with as many points and candidates each ([G, points], [G, candidates]),
-    in one array program: batched normal equations, harmonics by recurrence (no more trig calls).
-    Every curve's numbers are those of fitting it alone (the same operations per matrix). Returns
-    chi2 [G, candidates], the chi2 of a constant [G] and the coefficients [G, candidates, 7]."""
-    t = t - t[:, :1]  # phases from a small time origin: no precision lost to MJD ~ 6e4
-    w = 1 / err
-    fw = f * w
-    phase = 2 * np.pi * freqs[:, :, None] * t[:, None, :]
-    n_curves, n_freqs, n_points = phase.shape
-    # [curve, candidate, column, point]: contiguous rows for BLAS
-    design = np.empty((n_curves, n_freqs, 7, n_points))
-    design[:, :, 0] = 1.0
-    s1, c1 = np.sin(phase, out=design[:, :, 1]), np.cos(phase, out=design[:, :, 2])
-    s2 = np.multiply(2 * s1, c1, out=design[:, :, 3])
-    c2 = np.subtract(c1 * c1, s1 * s1, out=design[:, :, 4])
-    np.add(s1 * c2, c1 * s2, out=design[:, :, 5])
-    np.subtract(c1 * c2, s1 * s2, out=design[:, :, 6])
-    design *= w[:, None, None, :]
-    normal = design @ design.transpose(0, 1, 3, 2) + 1e-9 * np.eye(7)
-    rhs = (design @ fw[:, None, :, None])[..., 0]
-    try:
-        coef = np.linalg.solve(normal, rhs[..., None])[..., 0]
-    except np.linalg.LinAlgError:  # fewer distinct epochs than coefficients: the least-norm fit
-        if n_curves > 1:  # only for the curve(s) that need it
-            each = [_stacked_harmonic_fits(t[g:g + 1], f[g:g + 1], err[g:g + 1], freqs[g:g + 1])
-                    for g in range(n_curves)]
-            return tuple(np.concatenate(parts) for parts in zip(*each, strict=True))
-        coef = (np.linalg.pinv(normal) @ rhs[..., None])[..., 0]
-    total = np.einsum("gp,gp->g", fw, fw)
-    chi2_const = total - np.einsum("gp,gp->g", w, fw) ** 2 / np.einsum("gp,gp->g", w, w)
-    return total[:, None] - np.einsum("gmp,gmp->gm", rhs, coef), chi2_const, coef
+    def shape(self, k: np.ndarray) -> list[np.ndarray]:
+        """R21, R31, phi21, phi31 and the variance explained at candidate k[curve] of each curve."""
+        rows = np.arange(len(k))
+        c = self.coef[rows, k]
+        amps = np.hypot(c[:, 1::2], c[:, 2::2])
+        phases = np.arctan2(c[:, 2::2], c[:, 1::2])
+        out = [amps[:, 1] / amps[:, 0], amps[:, 2] / amps[:, 0],
+               (phases[:, 1] - 2 * phases[:, 0]) % (2 * np.pi),
+               (phases[:, 2] - 3 * phases[:, 0]) % (2 * np.pi),
+               1 - self.chi2[rows, k] / self.chi2_const]
+        defined = amps[:, 0] > 0
+        return [np.where(defined, x, np.nan) for x in out]
 
 
-def _candidate_inputs(t: np.ndarray, f: np.ndarray, err: np.ndarray, peak_periods: Sequence[float]
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(t, f, err, candidate frequencies) of the alias fits: the periodogram's peaks and their 1- and
-    2-day aliases; None when too short or no peak."""
-    peak_periods = np.asarray(peak_periods, np.float64)
-    peaks = 1 / peak_periods[np.isfinite(peak_periods) & (peak_periods > 0)]
-    if len(peaks) == 0 or len(t) < MIN_POINTS_FOURIER:
-        return None
-    cands = (peaks[:, None] + ALIAS_ORDERS[None, :] * SIDEREAL_DAY_FREQ).ravel()
-    cands = cands[(cands > 0.01) & (cands < 1 / MIN_PERIOD_D)]
-    if len(cands) == 0:
-        return None
-    if len(t) > MAX_POINTS_ALIAS:  # evenly thinned: keeps the time baseline, so the precision
-        keep = np.linspace(0, len(t) - 1, MAX_POINTS_ALIAS).astype(np.int64)
-        t, f, err = t[keep], f[keep], err[keep]
-    return t, f, err, cands
-
-
-def _all_period_candidates(std: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                           peak_periods: np.ndarray) -> list[HarmonicFit | None]:
+def period_fits(std: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], peak_periods: np.ndarray
+                ) -> PeriodFits:
     """Each curve's periodogram peaks and their 1- and 2-day aliases, fitted by a 3-harmonic series.
     Nightly sampling makes f and f +- 1/day look alike to a sinusoid; a non-sinusoidal curve (an
-    RRab) fits clearly better at its true frequency. None for a curve too short or without a peak.
-    Curves with as many points and candidates are fitted together (a batch of alerts shares a few
-    lengths): the same numbers as one at a time."""
-    inputs = [_candidate_inputs(t, f, e, peak_periods[i]) for i, (t, f, e) in enumerate(std)]
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, x in enumerate(inputs):
-        if x is not None:
-            groups.setdefault((len(x[0]), len(x[3])), []).append(i)
-    out: list[HarmonicFit | None] = [None] * len(std)
-    for idx in groups.values():
-        t, f, err, freqs = (np.stack([inputs[i][k] for i in idx]) for k in range(4))
-        chi2, chi2_const, coef = _stacked_harmonic_fits(t, f, err, freqs)
-        # A peak is known to half a grid step only (an eighth of a cycle over the baseline at four
-        # samples per peak), which blurs a sawtooth's harmonics: the two candidates the features read
-        # are fitted again around their frequency, the fits appended.
-        best, in_range = _best_candidates(freqs, chi2)
-        rows = np.arange(len(idx))
-        read = np.stack([freqs[rows, best], freqs[rows, np.where(in_range >= 0, in_range, best)]], axis=1)
-        step = 1 / MIN_PERIOD_D / 2.0 ** grid_powers(t[:, -1] - t[:, 0])
-        near = (read[:, :, None] + REFINE_OFFSETS * step[:, None, None]).reshape(len(idx), -1)
-        chi2_near, _, coef_near = _stacked_harmonic_fits(t, f, err, near)
-        freqs, chi2 = np.concatenate([freqs, near], axis=1), np.concatenate([chi2, chi2_near], axis=1)
-        coef = np.concatenate([coef, coef_near], axis=1)
-        best, in_range = _best_candidates(freqs, chi2)
-        for g, i in enumerate(idx):
-            if chi2_const[g] > 0:
-                out[i] = HarmonicFit(freqs[g], chi2[g], float(chi2_const[g]), coef[g], int(best[g]),
-                                     int(in_range[g]) if in_range[g] >= 0 else None)
-    return out
+    RRab) fits clearly better at its true frequency. A peak is known to half a grid step only (an
+    eighth of a cycle over the baseline at four samples per peak), which blurs a sawtooth's
+    harmonics: the two candidates the features read (best, best in the RR Lyrae range) are fitted
+    again around their frequency, those fits appended. Compiled, the whole batch in two calls."""
+    peak_periods = np.asarray(peak_periods, np.float64)
+    with np.errstate(divide="ignore"):
+        base = np.where(np.isfinite(peak_periods) & (peak_periods > 0), 1 / peak_periods, np.nan)
+    points = []
+    for i, (t, _, _) in enumerate(std):
+        if len(t) < MIN_POINTS_FOURIER:
+            base[i] = np.nan  # no candidates
+            points.append(np.empty(0, np.int64))
+        elif len(t) > MAX_POINTS_ALIAS:  # evenly thinned: keeps the time baseline, so the precision
+            points.append(np.linspace(0, len(t) - 1, MAX_POINTS_ALIAS).astype(np.int64))
+        else:
+            points.append(np.arange(len(t)))
+    t, f, err = (np.concatenate([np.empty(0)] + [std[i][k][p] for i, p in enumerate(points)])
+                 for k in range(3))
+    bounds = np.concatenate([[0], np.cumsum([len(p) for p in points])])
+    freqs, chi2, chi2_const, coef = harmonics.fit(
+        t, f, err, bounds, base, np.full(len(std), SIDEREAL_DAY_FREQ), ALIAS_ORDERS, 0.01, 1 / MIN_PERIOD_D)
+    best, in_range = _best_candidates(freqs, chi2)
+    rows = np.arange(len(std))
+    read = np.stack([freqs[rows, best], freqs[rows, np.where(in_range >= 0, in_range, best)]], axis=1)
+    baselines = np.array([t[b - 1] - t[a] if b > a else 0.0 for a, b in itertools.pairwise(bounds)])
+    step = 1 / MIN_PERIOD_D / 2.0 ** grid_powers(baselines)
+    near_freqs, near_chi2, _, near_coef = harmonics.fit(t, f, err, bounds, read, REFINE_UNIT * step,
+                                                        REFINE_ORDERS)
+    freqs, chi2 = np.concatenate([freqs, near_freqs], axis=1), np.concatenate([chi2, near_chi2], axis=1)
+    coef = np.concatenate([coef, near_coef], axis=1)
+    best, in_range = _best_candidates(freqs, chi2)
+    with np.errstate(invalid="ignore"):
+        fitted = chi2_const > 0
+    return PeriodFits(freqs, chi2, chi2_const, coef, best, in_range, fitted)
 
 
 def _best_candidates(freqs: np.ndarray, chi2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -313,23 +272,31 @@ def _best_candidates(freqs: np.ndarray, chi2: np.ndarray) -> tuple[np.ndarray, n
     return chi2.argmin(axis=1), np.where(in_range.any(axis=1), best_in_range, -1)
 
 
-def _period_shape(fits: HarmonicFit | None, top_period: float) -> list[float]:
-    """Best period, whether it is an alias of the top peak, its Fourier shape; then the same for the
-    best candidate in the RR Lyrae range, and how much worse that fits than the best overall."""
-    if fits is None:
-        return [np.nan] * (2 + len(FOURIER_NAMES) + len(RRL_NAMES))
+def _period_columns(periods: np.ndarray, fits: PeriodFits) -> np.ndarray:
+    """PERIOD_NAMES, FOURIER_NAMES and RRL_NAMES of every curve [curve, 19]: the periodogram's two
+    highest peaks and whether they are 1-day aliases of each other; the best-fitting period, whether
+    it is an alias of the top peak, its Fourier shape; then the same for the best candidate in the
+    RR Lyrae range, and how much worse that fits than the best overall."""
+    p0, s0, p1, s1 = periods[:, :4].T
+    # 1-day aliases: frequencies one or two cycles per day apart (nightly sampling)
+    alias = np.where((p0 > 0) & (p1 > 0), np.abs(1 / p0 - 1 / p1), np.nan)
+    is_alias = np.where(np.isfinite(alias), (np.abs(alias - 1) < 0.05) | (np.abs(alias - 2) < 0.05), np.nan)
+    rows = np.arange(len(periods))
     best, k = fits.best, fits.best_in_rrl_range
-    row = [_log10(1 / fits.freqs[best]), float(abs(fits.freqs[best] - 1 / top_period) > 0.01)]
-    row += fits.shape(best)
-    if k is None:
-        return row + [np.nan] * len(RRL_NAMES)
-    r21, r31, phi21, phi31, explained = fits.shape(k)
-    deficit = (fits.chi2[k] - fits.chi2[best]) / fits.chi2_const
-    return [*row, _log10(1 / fits.freqs[k]), explained, deficit, r21, r31, phi21, phi31]
+    best_freq = fits.freqs[rows, best]
+    k_or_best = np.where(k >= 0, k, best)
+    deficit = (fits.chi2[rows, k_or_best] - fits.chi2[rows, best]) / fits.chi2_const
+    r21, r31, phi21, phi31, explained = fits.shape(k_or_best)
+    rrl = [_log10(1 / fits.freqs[rows, k_or_best]), explained, deficit, r21, r31, phi21, phi31]
+    rrl = [np.where(k >= 0, x, np.nan) for x in rrl]
+    fourier = [_log10(1 / best_freq), (np.abs(best_freq - 1 / p0) > 0.01).astype(np.float64),
+               *fits.shape(best), *rrl]
+    fourier = [np.where(fits.fitted, x, np.nan) for x in fourier]
+    return np.column_stack([_log10(p0), s0, _log10(p1), s1, is_alias, *fourier])
 
 
-def _log10(x: float) -> float:
-    return float(np.log10(x)) if x > 0 and math.isfinite(x) else np.nan
+def _log10(x: np.ndarray) -> np.ndarray:
+    return np.where((x > 0) & np.isfinite(x), np.log10(np.where(x > 0, x, 1.0)), np.nan)
 
 
 def _check_templates() -> None:
@@ -448,16 +415,9 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
         bazin[bazin_idx] = _many(_BAZIN, [ref[i] for i in bazin_idx], n_jobs)
 
     # NaN peaks (too few points) give no candidates, so NaN features
-    candidates = _all_period_candidates(std, periods[:, 0::2])
     col = len(SHAPE_NAMES)
-    for i in range(n):
-        p0, s0, p1, s1 = periods[i, :4]
-        # 1-day aliases: frequencies one or two cycles per day apart (nightly sampling)
-        alias = abs(1 / p0 - 1 / p1) if p0 > 0 and p1 > 0 else np.nan
-        row = [_log10(p0), s0, _log10(p1), s1,
-               float(abs(alias - 1) < 0.05 or abs(alias - 2) < 0.05) if math.isfinite(alias) else np.nan]
-        row += _period_shape(candidates[i], p0)
-        out[i, col:col + len(row)] = row
+    columns = _period_columns(periods, period_fits(std, periods[:, 0::2]))
+    out[:, col:col + columns.shape[1]] = columns
     # TRANSIENT_NAMES to COUNT_NAMES: compiled, for the whole batch in one call
     col = FEATURE_NAMES.index(TRANSIENT_NAMES[0])
     out[:, col:col + feature_groups.N_COLUMNS] = feature_groups.curve_groups(
