@@ -131,23 +131,24 @@ class LoadedModel:
             self.rows_scored += int(ok.sum())
         if self.is_anomaly:
             return self._anomaly(X, n_points, ok, computed)
-        proba = computed[ok] if computed is not None else self.predict_proba(X[ok])
-        results, j = [], 0
-        for i in range(len(X)):
-            if not ok[i]:
+        proba = (computed[ok] if computed is not None else self.predict_proba(X[ok])).astype(np.float64)
+        total = proba.sum(axis=1)
+        usable = (np.isfinite(proba).all(axis=1) & (total > 0)).tolist()
+        rows = iter(zip((proba / np.where(total > 0, total, 1.0)[:, None]).tolist(), usable, strict=True))
+        results = []
+        for i, fine in enumerate(ok.tolist()):
+            if not fine:
                 declined = [{"classId": NOT_CLASSIFIED, "probability": 1.0}]
                 results.append(Result(self.name, self.version, declined, self._too_few(int(n_points[i]))))
                 continue
-            p = proba[j].astype(np.float64)
-            j += 1
-            if not np.isfinite(p).all() or p.sum() <= 0:  # features beyond what the model can judge
+            p, finite = next(rows)
+            if not finite:  # features beyond what the model can judge
                 results.append(Result(self.name, self.version,
                                       [{"classId": NOT_CLASSIFIED, "probability": 1.0}],
                                       "the model gave no finite probabilities for these features"))
                 continue
-            p = p / p.sum()
             results.append(Result(self.name, self.version,
-                                  [{"classId": c, "probability": round(float(v), 6)}
+                                  [{"classId": c, "probability": round(v, 6)}
                                    for c, v in zip(self.class_ids, p, strict=True)]))
         return results
 
