@@ -91,3 +91,41 @@ def test_the_exported_graph_gives_the_calibrated_numbers_and_label(tmp_path):
     np.testing.assert_allclose(got[n == 9], model.predict_proba(X[n == 9]), atol=1e-5)
     label = loaded.session.run(["label"], {loaded.input_name: X})[0]
     np.testing.assert_array_equal(label, np.array(model.classes_)[got.argmax(axis=1)])
+
+
+def test_the_temperature_is_chosen_on_the_numbers_shipped_after_the_few_detection_step():
+    """Full curves reported overconfident (logits x 2), early views reported calibrated. The
+    temperature fitted on full curves mends the former and softens the latter, which the
+    few-detection step then undoes: judged after that step, as the model ships, it is the choice,
+    and the early error reported is the shipped one (read before the step it would have lost)."""
+    from models.train.metrics import top_label_ece
+    from models.train.train import choose_temperature, soften
+
+    rng = np.random.default_rng(5)
+    types = [SN_IA, SN_IBC, SN_II, SLSN]
+    n = 6000
+    q = rng.dirichlet([3.0, 2.0, 1.0, 1.0], size=2 * n)
+    y = np.array([types[rng.choice(4, p=row)] for row in q])
+    early = np.arange(2 * n) >= n
+    sharpen = np.where(early, 1.0, 2.0)[:, None]
+    reported = np.exp(sharpen * np.log(q))
+    reported /= reported.sum(axis=1, keepdims=True)
+    p = np.zeros((2 * n, len(CLASSES)))
+    p[:, [CLASSES.index(c) for c in types]] = 0.97 * reported
+    p[:, CLASSES.index(RESIDUAL)] = 0.03
+    X = np.zeros((2 * n, len(FEATURE_NAMES)), np.float32)
+    X[:, LOG_N] = np.log10(np.where(early, 5, 30))
+    chosen = choose_temperature(p, y, early, X, CLASSES)
+    scores = chosen["out_of_fold"]
+    assert chosen["chosen"] == "full_curves" and chosen["temperature"] > 1.5
+    full_curves = scores["full_curves"]
+    assert full_curves["top_class_calibration_error_early_before_few_points"] > 0.05  # softened
+    tempered = soften(p, chosen["temperature"])
+    few = few_points.few(X)
+    shipped = few_points.fit(tempered[few], y[few], CLASSES).apply(tempered, X)
+    assert full_curves["top_class_calibration_error_early"] == pytest.approx(
+        top_label_ece(shipped[early], y[early], CLASSES), abs=1e-4)
+    assert full_curves["top_class_calibration_error_early"] < 0.05
+    worst = {k: max(v["top_class_calibration_error_full"], v["top_class_calibration_error_early"])
+             for k, v in scores.items()}
+    assert worst["full_curves"] < min(worst["none"], worst["every_view"]), scores

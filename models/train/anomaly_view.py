@@ -109,12 +109,21 @@ def _features_input() -> onnx.ValueInfoProto:
 
 
 def view_graph(supernova: onnx.ModelProto, rrlyrae: onnx.ModelProto, supernova_class_ids: list[int],
-               rrlyrae_class_ids: list[int]) -> onnx.ModelProto:
+               rrlyrae_class_ids: list[int], temperature: float = 1.0) -> onnx.ModelProto:
     """features -> view [N, supernova classes + 3]: the supernova model's class log-odds, the RR
-    Lyrae log-odds, the supernova model's entropy and top probability."""
-    p, q = "sn_probabilities", "rrl_probabilities"
+    Lyrae log-odds, the supernova model's entropy and top probability. The supernova probabilities
+    are taken before the model's temperature (softmax(temperature * log p)): a temperature is chosen
+    for calibration, carries no information, and would move every coordinate of the view (anomaly
+    1.5.1 on the selection half, real / simulated AUROC: 0.959 / 0.663 so, 0.926 / 0.622 reading
+    2.6.1's tempered probabilities as they are)."""
+    q = "rrl_probabilities"
+    p = "view_sn_probabilities"
     col = rrlyrae_class_ids.index(RR_LYRAE)
     n = [
+        helper.make_node("Add", ["sn_probabilities", "tiny"], ["view_p_t"]),
+        helper.make_node("Log", ["view_p_t"], ["view_log_p"]),
+        helper.make_node("Mul", ["view_log_p", "temperature"], ["view_logits"]),
+        helper.make_node("Softmax", ["view_logits"], [p], axis=1),
         helper.make_node("Clip", [p, "eps", "one_minus_eps"], ["p_c"]),
         helper.make_node("Log", ["p_c"], ["log_p"]),
         helper.make_node("Sub", ["one", "p_c"], ["q_c"]),
@@ -135,6 +144,7 @@ def view_graph(supernova: onnx.ModelProto, rrlyrae: onnx.ModelProto, supernova_c
         helper.make_node("Concat", ["logit_sn", "logit_rrl", "entropy", "top"], ["view"], axis=1),
     ]
     inits = [_const("eps", EPS), _const("one_minus_eps", 1 - EPS), _const("one", 1.0), _const("tiny", 1e-12),
+             _const("temperature", temperature),
              _const("rrl_start", [col], np.int64), _const("rrl_end", [col + 1], np.int64),
              _const("axis_1", [1], np.int64)]
     out = helper.make_tensor_value_info("view", TensorProto.FLOAT, [None, len(supernova_class_ids) + 3])
@@ -155,7 +165,8 @@ def load_view(artifacts: Path, version: str) -> ClassifierView:
     cards = {name: json.loads((f / "card.json").read_text()) for name, f in folders.items()}
     blobs = {name: (f / "model.onnx").read_bytes() for name, f in folders.items()}
     graph = view_graph(onnx.load_from_string(blobs["supernova"]), onnx.load_from_string(blobs["rrlyrae"]),
-                       cards["supernova"]["class_ids"], cards["rrlyrae"]["class_ids"])
+                       cards["supernova"]["class_ids"], cards["rrlyrae"]["class_ids"],
+                       cards["supernova"].get("calibration", {}).get("temperature", 1.0))
     return ClassifierView(graph, view_names(cards["supernova"]["class_ids"]),
                           {name: {"version": cards[name]["version"],
                                   "sha256": hashlib.sha256(blobs[name]).hexdigest()} for name in CLASSIFIERS})

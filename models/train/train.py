@@ -57,7 +57,9 @@ from models.train.metrics import rrl_metrics, sn_metrics, top_label_ece, type_me
 #: (the mean of every epoch, of 5 random epochs), as Rubin's difference imaging measures them
 #: 2.6.0: each curve's periodogram grid as fine as its baseline resolves (four samples across a peak;
 #: the finest from half a year on), the two period candidates the features read refined around their peak
-MODEL_VERSION = "2.6.0"
+#: 2.6.1: the supernova temperature chosen on the calibration errors the model ships (after the
+#: few-detection recalibration; choose_temperature); rrlyrae is 2.6.0's model
+MODEL_VERSION = "2.6.1"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
@@ -681,17 +683,25 @@ def temper(model, t: float) -> None:
             tree.nodes["value"] /= t
 
 
-def choose_temperature(oof: np.ndarray, y: np.ndarray, early: np.ndarray, classes: list[int]) -> dict:
+def choose_temperature(oof: np.ndarray, y: np.ndarray, early: np.ndarray, X: np.ndarray, classes: list[int]
+                       ) -> dict:
     """1 (none), or the temperature fitted on every out-of-fold view, or on the full curves only:
-    whichever gives the smaller of the two top-class calibration errors' maximum (full, early)."""
+    whichever gives the smaller of the two top-class calibration errors' maximum (full curves, early
+    views), each measured on what the model ships, i.e. after the recalibration of curves of few
+    detections (`few_points`) fitted on top of that temperature. (Up to 2.6.0 the early error was
+    read before `few_points`: on numbers no caller sees, as the early views all have few detections.)"""
     fitted = {"none": 1.0, "every_view": fit_temperature(oof, y, classes),
               "full_curves": fit_temperature(oof[~early], y[~early], classes)}
+    few = few_points.few(X)
     scores = {}
     for name, t in fitted.items():
         p = soften(oof, t)
-        full, first = (top_label_ece(p[m], y[m], classes) for m in (~early, early))
+        shipped = few_points.fit(p[few], y[few], classes).apply(p, X)
+        full, first = (top_label_ece(shipped[m], y[m], classes) for m in (~early, early))
         scores[name] = {"temperature": round(t, 4), "top_class_calibration_error_full": round(full, 4),
-                        "top_class_calibration_error_early": round(first, 4)}
+                        "top_class_calibration_error_early": round(first, 4),
+                        "top_class_calibration_error_early_before_few_points": round(
+                            top_label_ece(p[early], y[early], classes), 4)}
     best = min(scores, key=lambda n: max(scores[n]["top_class_calibration_error_full"],
                                          scores[n]["top_class_calibration_error_early"]))
     return {"chosen": best, "temperature": fitted[best], "out_of_fold": scores}
@@ -732,7 +742,7 @@ def _calibrate_on_real_supernovae(sn, sn_train: Views, y: np.ndarray, seed: int,
     early = sn_train.kind[bts] == "early"
     out = {"method": f"{CALIBRATION_FOLDS}-fold out-of-fold predictions for the BTS training objects "
                      "(models/train/train.py: choose_temperature)"}
-    out |= choose_temperature(oof, y[bts], early, classes)
+    out |= choose_temperature(oof, y[bts], early, sn_train.X[bts], classes)
     out["out_of_fold_figures"] = _out_of_fold_figures(oof, y[bts], classes,
                                                        sn_train.subset(np.isin(np.arange(len(y)), bts)))
     temper(sn, out["temperature"])
