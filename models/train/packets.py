@@ -71,12 +71,18 @@ def judge(registry: Registry, decoder: Decoder, packets: list, seed: int) -> dic
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def held_out_check_arguments(doc: str, argv: list[str] | None) -> argparse.Namespace:
+    """The arguments of a check of the shipped models on `train`'s held-out objects: where the data
+    and the models are, and the training seed that fixed the split."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Settings().training_data_dir)
     parser.add_argument("--artifacts", type=Path, default=ARTIFACTS, help=f"models (default {ARTIFACTS})")
     parser.add_argument("--seed", type=int, default=42, help="the training seed (it fixes the split)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = held_out_check_arguments(__doc__, argv)
     curves = datasets.load_bts(args.data_dir)
     if not curves:
         print(f"no ztf-bts-train folder under {args.data_dir}: pass --data-dir", file=sys.stderr)

@@ -13,7 +13,6 @@ as Ia), the median number of detections, and the same at redshift >= 0.5.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -21,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.registry import ARTIFACTS, Registry
+from models.registry import Registry
 from models.taxonomy import SN_CLASSES, SUPERNOVA_CLASSES
 from models.train import datasets
 from models.train.metrics import sn_metrics
+from models.train.packets import held_out_check_arguments
 from models.train.train import load_surveys, make_views, sn_labels, split_surveys
-from service.settings import Settings
 
 FAR_Z = 0.5
 
@@ -57,11 +56,7 @@ def judge(registry: Registry, curves: list[datasets.Curve]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Settings().training_data_dir)
-    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS, help=f"models (default {ARTIFACTS})")
-    parser.add_argument("--seed", type=int, default=42, help="the training seed (it fixes the split)")
-    args = parser.parse_args(argv)
+    args = held_out_check_arguments(__doc__, argv)
     if not (args.data_dir / "plasticc-train").is_dir():
         print(f"no plasticc-train folder under {args.data_dir}: pass --data-dir", file=sys.stderr)
         return 2
