@@ -47,7 +47,8 @@ def main() -> None:
             "prepare": rate(features._prepare_batch, cs, args.repeats),
             "periodogram": rate(features.periodogram_peaks, std, args.repeats),
             "period candidates": rate(
-                lambda s, peaks=peaks: features.period_fits(s, peaks[:, 0::2]), std, args.repeats),
+                lambda c, b=b, peaks=peaks: features.period_fits(b.t, b.std_flux, b.std_err, b.bounds,
+                                                                 peaks[:, 0::2]), cs, args.repeats),
             "shape": rate(lambda s: features._SHAPE.many(s, fill_value=np.nan, sorted=True, check=False,
                                                          n_jobs=1), std, args.repeats),
             "template fits": rate(lambda c, b=b: templates.fit_many(b.t, b.flux, b.err, b.band, b.bounds),

@@ -13,7 +13,7 @@ fluxes as in alerts) and `band` (int indices into BANDS) arrays, sorted by time.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -56,7 +56,7 @@ class LightCurveLike(Protocol):
 _SHAPE = lc.Extractor(lc.Skew(), lc.Kurtosis(), lc.StetsonK(), lc.EtaE(), lc.BeyondNStd(1.0),
                       lc.BeyondNStd(2.0), lc.Cusum(), lc.MedianBufferRangePercentage(0.2))
 # 8 peaks: the true period of an EROS-1 RR Lyrae seen for a year is among them in 82% of curves
-# (58% among 3); the harmonic fits then choose (`_all_period_candidates`).
+# (58% among 3); the harmonic fits then choose (`period_fits`).
 N_PEAKS = 8
 _PERIODOGRAMS = {k: lc.Periodogram(peaks=N_PEAKS, freqs=grid, fast=True) for k, grid in PERIOD_GRIDS.items()}
 _BAZIN = lc.BazinFit("lmsder")
@@ -111,13 +111,16 @@ class _Prepared:
 class _Batch:
     """The batch's points in one array (curve k: bounds[k]:bounds[k + 1]); the same sorted by (curve,
     band), each band's points in time order (t_by_band[seg_start[k, b]:][:counts[k, b]]); per-band
-    statistics [curve, band]: largest |flux| and flux (0 without points), 5% and 95% quantiles."""
+    statistics [curve, band]: largest |flux| and flux (0 without points), 5% and 95% quantiles; the
+    standardised fluxes and errors of `_Prepared`, in the batch's order."""
 
     t: np.ndarray
     flux: np.ndarray
     err: np.ndarray
     band: np.ndarray
     bounds: np.ndarray
+    std_flux: np.ndarray
+    std_err: np.ndarray
     t_by_band: np.ndarray
     flux_by_band: np.ndarray
     err_by_band: np.ndarray
@@ -180,7 +183,8 @@ def _prepare_batch(curves: Sequence[LightCurveLike]) -> tuple[list[_Prepared], _
     prepared = [_Prepared(t[a:b], std_flux[a:b], std_err[a:b])
                 for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
     stats = (x.reshape(-1, n_bands) for x in (start, counts, abs_max, flux_max, p05, p95))
-    return prepared, _Batch(t, flux, err, band, bounds, t[in_time], flux[in_time], err[in_time], *stats)
+    return prepared, _Batch(t, flux, err, band, bounds, std_flux, std_err,
+                            t[in_time], flux[in_time], err[in_time], *stats)
 
 
 SIDEREAL_DAY_FREQ = 1.0027379  # cycles/d: nightly sampling aliases a frequency f to f +- k * this
@@ -205,9 +209,26 @@ class PeriodFits:
     chi2: np.ndarray  # weighted chi2 at each frequency
     chi2_const: np.ndarray  # [curve] of a constant: 1 - chi2 / chi2_const is the variance explained
     coef: np.ndarray  # [curve, candidate, 7]: constant, then (sin, cos) of harmonics 1..3
-    best: np.ndarray  # [curve] the best-fitting candidate
-    best_in_rrl_range: np.ndarray  # [curve] the best in RRL_PERIOD_RANGE_D, -1 if no candidate is
-    fitted: np.ndarray  # [curve] False: too short, no peak or constant (its features are NaN)
+
+    @functools.cached_property
+    def _best(self) -> tuple[np.ndarray, np.ndarray]:
+        return _best_candidates(self.freqs, self.chi2)
+
+    @property
+    def best(self) -> np.ndarray:
+        """[curve] the best-fitting candidate."""
+        return self._best[0]
+
+    @property
+    def best_in_rrl_range(self) -> np.ndarray:
+        """[curve] the best candidate in RRL_PERIOD_RANGE_D, -1 if no candidate is."""
+        return self._best[1]
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """[curve] False: too short, no peak or constant (its features are NaN)."""
+        with np.errstate(invalid="ignore"):
+            return self.chi2_const > 0
 
     def shape(self, k: np.ndarray) -> list[np.ndarray]:
         """R21, R31, phi21, phi31 and the variance explained at candidate k[curve] of each curve."""
@@ -223,44 +244,48 @@ class PeriodFits:
         return [np.where(defined, x, np.nan) for x in out]
 
 
-def period_fits(std: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], peak_periods: np.ndarray
+def period_fits(t: np.ndarray, f: np.ndarray, err: np.ndarray, bounds: np.ndarray, peak_periods: np.ndarray
                 ) -> PeriodFits:
-    """Each curve's periodogram peaks and their 1- and 2-day aliases, fitted by a 3-harmonic series.
-    Nightly sampling makes f and f +- 1/day look alike to a sinusoid; a non-sinusoidal curve (an
-    RRab) fits clearly better at its true frequency. A peak is known to half a grid step only (an
-    eighth of a cycle over the baseline at four samples per peak), which blurs a sawtooth's
-    harmonics: the two candidates the features read (best, best in the RR Lyrae range) are fitted
-    again around their frequency, those fits appended. Compiled, the whole batch in two calls."""
+    """Each curve's periodogram peaks and their 1- and 2-day aliases, fitted by a 3-harmonic series
+    (curve k: points bounds[k]:bounds[k + 1] of t, f, err; its peaks peak_periods[k]). Nightly
+    sampling makes f and f +- 1/day look alike to a sinusoid; a non-sinusoidal curve (an RRab) fits
+    clearly better at its true frequency. A peak is known to half a grid step only (an eighth of a
+    cycle over the baseline at four samples per peak), which blurs a sawtooth's harmonics: the two
+    candidates the features read (best, best in the RR Lyrae range) are fitted again around their
+    frequency, those fits appended. Compiled, the whole batch in two calls."""
     peak_periods = np.asarray(peak_periods, np.float64)
+    lengths = np.diff(bounds)
     with np.errstate(divide="ignore"):
         base = np.where(np.isfinite(peak_periods) & (peak_periods > 0), 1 / peak_periods, np.nan)
-    points = []
-    for i, (t, _, _) in enumerate(std):
-        if len(t) < MIN_POINTS_FOURIER:
-            base[i] = np.nan  # no candidates
-            points.append(np.empty(0, np.int64))
-        elif len(t) > MAX_POINTS_ALIAS:  # evenly thinned: keeps the time baseline, so the precision
-            points.append(np.linspace(0, len(t) - 1, MAX_POINTS_ALIAS).astype(np.int64))
-        else:
-            points.append(np.arange(len(t)))
-    t, f, err = (np.concatenate([np.empty(0)] + [std[i][k][p] for i, p in enumerate(points)])
-                 for k in range(3))
-    bounds = np.concatenate([[0], np.cumsum([len(p) for p in points])])
-    freqs, chi2, chi2_const, coef = harmonics.fit(
-        t, f, err, bounds, base, np.full(len(std), SIDEREAL_DAY_FREQ), ALIAS_ORDERS, 0.01, 1 / MIN_PERIOD_D)
-    best, in_range = _best_candidates(freqs, chi2)
-    rows = np.arange(len(std))
-    read = np.stack([freqs[rows, best], freqs[rows, np.where(in_range >= 0, in_range, best)]], axis=1)
-    baselines = np.array([t[b - 1] - t[a] if b > a else 0.0 for a, b in itertools.pairwise(bounds)])
-    step = 1 / MIN_PERIOD_D / 2.0 ** grid_powers(baselines)
+    base[lengths < MIN_POINTS_FOURIER] = np.nan  # no candidates
+    keep = np.repeat(lengths >= MIN_POINTS_FOURIER, lengths)
+    # evenly thinned: keeps the baseline, so the precision
+    for k in np.flatnonzero(lengths > MAX_POINTS_ALIAS):
+        keep[bounds[k]:bounds[k + 1]] = False
+        keep[bounds[k] + np.linspace(0, lengths[k] - 1, MAX_POINTS_ALIAS).astype(np.int64)] = True
+    step = 1 / MIN_PERIOD_D / 2.0 ** grid_powers(_baselines(t, bounds))  # thinning keeps the ends
+    t, f, err = t[keep], f[keep], err[keep]
+    kept = np.bincount(np.repeat(np.arange(len(lengths)), lengths)[keep], minlength=len(lengths))
+    bounds = np.concatenate([[0], np.cumsum(kept)])
+    fits = PeriodFits(*harmonics.fit(t, f, err, bounds, base, np.full(len(lengths), SIDEREAL_DAY_FREQ),
+                                     ALIAS_ORDERS, 0.01, 1 / MIN_PERIOD_D))
+    rows = np.arange(len(lengths))
+    k = fits.best_in_rrl_range
+    read = np.stack([fits.freqs[rows, fits.best], fits.freqs[rows, np.where(k >= 0, k, fits.best)]], axis=1)
     near_freqs, near_chi2, _, near_coef = harmonics.fit(t, f, err, bounds, read, REFINE_UNIT * step,
                                                         REFINE_ORDERS)
-    freqs, chi2 = np.concatenate([freqs, near_freqs], axis=1), np.concatenate([chi2, near_chi2], axis=1)
-    coef = np.concatenate([coef, near_coef], axis=1)
-    best, in_range = _best_candidates(freqs, chi2)
-    with np.errstate(invalid="ignore"):
-        fitted = chi2_const > 0
-    return PeriodFits(freqs, chi2, chi2_const, coef, best, in_range, fitted)
+    return PeriodFits(np.concatenate([fits.freqs, near_freqs], axis=1),
+                      np.concatenate([fits.chi2, near_chi2], axis=1), fits.chi2_const,
+                      np.concatenate([fits.coef, near_coef], axis=1))
+
+
+def _baselines(t: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Each curve's time span (curve k: t[bounds[k]:bounds[k + 1]]); 0 for a curve without points."""
+    lengths = np.diff(bounds)
+    if len(t) == 0:
+        return np.zeros(len(lengths))
+    first, last = t[np.minimum(bounds[:-1], len(t) - 1)], t[np.maximum(bounds[1:] - 1, 0)]
+    return np.where(lengths > 0, last - first, 0.0)
 
 
 def _best_candidates(freqs: np.ndarray, chi2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -289,10 +314,10 @@ def _period_columns(periods: np.ndarray, fits: PeriodFits) -> np.ndarray:
     r21, r31, phi21, phi31, explained = fits.shape(k_or_best)
     rrl = [_log10(1 / fits.freqs[rows, k_or_best]), explained, deficit, r21, r31, phi21, phi31]
     rrl = [np.where(k >= 0, x, np.nan) for x in rrl]
-    fourier = [_log10(1 / best_freq), (np.abs(best_freq - 1 / p0) > 0.01).astype(np.float64),
-               *fits.shape(best), *rrl]
-    fourier = [np.where(fits.fitted, x, np.nan) for x in fourier]
-    return np.column_stack([_log10(p0), s0, _log10(p1), s1, is_alias, *fourier])
+    from_fits = [_log10(1 / best_freq), (np.abs(best_freq - 1 / p0) > 0.01).astype(np.float64),
+                 *fits.shape(best), *rrl]
+    from_fits = [np.where(fits.fitted, x, np.nan) for x in from_fits]
+    return np.column_stack([_log10(p0), s0, _log10(p1), s1, is_alias, *from_fits])
 
 
 def _log10(x: np.ndarray) -> np.ndarray:
@@ -416,7 +441,8 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
 
     # NaN peaks (too few points) give no candidates, so NaN features
     col = len(SHAPE_NAMES)
-    columns = _period_columns(periods, period_fits(std, periods[:, 0::2]))
+    fits = period_fits(batch.t, batch.std_flux, batch.std_err, batch.bounds, periods[:, 0::2])
+    columns = _period_columns(periods, fits)
     out[:, col:col + columns.shape[1]] = columns
     # TRANSIENT_NAMES to COUNT_NAMES: compiled, for the whole batch in one call
     col = FEATURE_NAMES.index(TRANSIENT_NAMES[0])
