@@ -49,7 +49,7 @@ from models.train.anomaly_view import (
 from models.train.train import Views, progress
 
 NAME = "anomaly"
-VERSION = "1.5.1"  # 1.3.0 refitted on the classifiers 2.6.1 (its view embeds them)
+VERSION = "1.5.2"  # 1.3.0 refitted on the classifiers 2.6.2 (its view embeds them)
 # Transient shape and colour, variability statistics, duration: what tells a superluminous supernova,
 # a tidal disruption event or a nova from a normal supernova or variable star. Left out: the
 # periodogram and harmonic-fit features (noise for transients, and their many NaN-or-not patterns made

@@ -59,7 +59,9 @@ from models.train.metrics import rrl_metrics, sn_metrics, top_label_ece, type_me
 #: the finest from half a year on), the two period candidates the features read refined around their peak
 #: 2.6.1: the supernova temperature chosen on the calibration errors the model ships (after the
 #: few-detection recalibration; choose_temperature); rrlyrae is 2.6.0's model
-MODEL_VERSION = "2.6.1"
+#: 2.6.2: refitted on periodogram powers computed in float32 (the same peaks but in 9 of 7,403 real
+#: curves; signal-to-noise within 0.15%)
+MODEL_VERSION = "2.6.2"
 HISTORY_WINDOW_D = 365.0
 # Views from detections only (prvDiaSources), as the stream builds light curves. Measured with
 # forced photometry of every epoch instead: SN recall 0.965 -> 0.933, EROS RR Lyrae unchanged.
