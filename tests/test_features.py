@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import light_curve as lc
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,12 +12,14 @@ from models.features import (
     BANDS,
     FEATURE_NAMES,
     GRID_POWERS,
+    N_PEAKS,
     PERIOD_GRID,
     PERIOD_GRIDS,
     SAMPLES_PER_PEAK,
     SIDEREAL_DAY_FREQ,
     extract,
     grid_powers,
+    periodogram_peaks,
 )
 from streaming.lightcurve import LightCurve
 from streaming.simulate import simulate_object
@@ -128,6 +131,27 @@ def test_the_period_read_is_refined_below_the_grid_spacing():
         step = PERIOD_GRIDS[int(grid_powers(t[-1] - t[0]))][1] / (2 * np.pi)
         errors.append(abs(1 / found - 1 / period) / step)
     assert np.median(errors) < 0.25  # 0.40 without the refinement
+
+
+def test_the_float32_periodogram_finds_the_float64_peaks_on_the_grid():
+    """Powers in float32 (~35% cheaper) from times counted from each curve's first point: the same
+    peaks as the float64 periodogram, each period exactly a grid frequency's, signal-to-noise within
+    0.2%; times in MJD would have lost ~6 minutes of precision in float32 and moved the peaks."""
+    curves = []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        baseline, period = rng.uniform(20, 365), rng.uniform(0.2, 5.0)
+        t = 60000.2 + np.sort(rng.uniform(0, baseline, 60))
+        flux = 500 * np.sin(2 * np.pi * t / period) + rng.normal(0, 100, 60)
+        curves.append((t, (flux - flux.mean()) / flux.std(), np.full(60, 0.2)))
+    found = periodogram_peaks(curves)
+    for (t, f, err), row in zip(curves, found, strict=True):
+        power = int(grid_powers(t[-1] - t[0]))
+        exact = lc.Periodogram(peaks=N_PEAKS, freqs=PERIOD_GRIDS[power], fast=True)(t, f, err, sorted=True)
+        on_grid = np.rint(2 * np.pi / row[0::2] / PERIOD_GRIDS[power][1]).astype(int)
+        assert np.array_equal(row[0::2], 2 * np.pi / PERIOD_GRIDS[power][on_grid])
+        assert np.array_equal(row[0::2], exact[0::2])
+        np.testing.assert_allclose(row[1::2], exact[1::2], rtol=2e-3)
 
 
 def test_whole_histories_keep_the_finest_grid():
