@@ -215,13 +215,12 @@ def _band_index(series: pl.Series) -> np.ndarray:
 
 def _alerts(frame: pl.DataFrame, version: SchemaVersion, decoder: Decoder) -> list[Alert | DecodeError]:
     names = field_names(version)
-    src = frame["diaSource"].struct
-    has_object = "diaObjectId" in {f.name for f in frame.schema["diaSource"].fields}
+    source = frame["diaSource"].struct.unnest()  # one operation: each `struct.field` is a query
     return alerts_from_columns(
-        version, decoder, frame[names.alert_id].to_list(), src.field("diaSourceId").to_list(),
-        src.field("diaObjectId").to_list() if has_object else [None] * frame.height,
-        src.field("ra").to_list(), src.field(names.dec).to_list(), src.field(names.time).to_list(),
-        src.field(names.band).to_list(), _curves(frame, names))
+        version, decoder, frame[names.alert_id].to_list(), source["diaSourceId"].to_list(),
+        source["diaObjectId"].to_list() if "diaObjectId" in source.columns else [None] * frame.height,
+        source["ra"].to_list(), source[names.dec].to_list(), source[names.time].to_list(),
+        source[names.band].to_list(), _curves(frame, source, names))
 
 
 def alerts_from_columns(version: SchemaVersion, decoder: Decoder, alert_ids: list, source_ids: list,
@@ -244,10 +243,11 @@ def alerts_from_columns(version: SchemaVersion, decoder: Decoder, alert_ids: lis
     return out
 
 
-def _curves(frame: pl.DataFrame, names: FieldNames) -> list[LightCurve]:
-    """Every alert's light curve from the columns (see `curves_from_points`)."""
+def _curves(frame: pl.DataFrame, source: pl.DataFrame, names: FieldNames) -> list[LightCurve]:
+    """Every alert's light curve from the columns (see `curves_from_points`); `source`: the
+    diaSource column unnested."""
     fields = ["diaSourceId", names.time, names.flux, names.flux_err, names.band]
-    current = frame["diaSource"].struct.unnest().select(fields)
+    current = source.select(fields)
     history = frame["prvDiaSources"]
     counts = history.list.len().fill_null(0).to_numpy().astype(np.int64)
     previous = (history.filter(pl.Series(counts > 0)).explode().struct.unnest().select(fields) if counts.any()
