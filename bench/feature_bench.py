@@ -41,11 +41,13 @@ def main() -> None:
         total = rate(lambda c: features.extract(c, n_jobs=1), cs, args.repeats)
         prepared, b = features._prepare_batch(cs)
         std = [(p.t, p.std_flux, p.std_err) for p in prepared]
-        peaks = features.periodogram_peaks(std)
+        peaks = features.periodogram_peaks(b.t, b.std_flux, b.std_err, b.bounds)
         bazin = np.full((len(cs), 6), np.nan)  # the groups' cost hardly depends on the Bazin fit's values
         parts = {
             "prepare": rate(features._prepare_batch, cs, args.repeats),
-            "periodogram": rate(features.periodogram_peaks, std, args.repeats),
+            "periodogram": rate(
+                lambda c, b=b: features.periodogram_peaks(b.t, b.std_flux, b.std_err, b.bounds),
+                cs, args.repeats),
             "period candidates": rate(
                 lambda c, b=b, peaks=peaks: features.period_fits(b.t, b.std_flux, b.std_err, b.bounds,
                                                                  peaks[:, 0::2]), cs, args.repeats),

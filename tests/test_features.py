@@ -144,7 +144,8 @@ def test_the_float32_periodogram_finds_the_float64_peaks_on_the_grid():
         t = 60000.2 + np.sort(rng.uniform(0, baseline, 60))
         flux = 500 * np.sin(2 * np.pi * t / period) + rng.normal(0, 100, 60)
         curves.append((t, (flux - flux.mean()) / flux.std(), np.full(60, 0.2)))
-    found = periodogram_peaks(curves)
+    t, f, err = (np.concatenate(x) for x in zip(*curves, strict=True))
+    found = periodogram_peaks(t, f, err, np.arange(len(curves) + 1) * 60)
     for (t, f, err), row in zip(curves, found, strict=True):
         power = int(grid_powers(t[-1] - t[0]))
         exact = lc.Periodogram(peaks=N_PEAKS, freqs=PERIOD_GRIDS[power], fast=True)(t, f, err, sorted=True)
