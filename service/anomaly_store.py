@@ -73,11 +73,10 @@ def score_row(r: ClassificationRecord) -> tuple:
 
 
 class AnomalyTables:
-    """Needs `_connection`, `_sql` and `_lock` (Store)."""
+    """Needs `_connection`, `_sql`, `_upsert_rows` and `_lock` (Store)."""
 
     def _upsert_scores(self, cur, records: Sequence[ClassificationRecord]) -> None:
-        if records:
-            cur.executemany(self._sql(UPSERT_SCORE), [score_row(r) for r in records])
+        self._upsert_rows(cur, UPSERT_SCORE, [score_row(r) for r in records])
 
     def newest_scored_mjd(self) -> float | None:
         with self._connection() as conn:

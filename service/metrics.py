@@ -70,7 +70,7 @@ class Metrics:
 
     def observe_batch(self, outcome: BatchOutcome, messages: Sequence[Message], sink_s: float,
                       lag: dict[int, int] | None = None) -> None:
-        now = time.time()
+        now = outcome.stored_at or time.time()  # latency ends when the results were stored
         for m in outcome.classified:
             self.messages.labels(str(m.partition), "classified").inc()
         for m, _reason in outcome.declined:

@@ -123,9 +123,11 @@ STAGE_SOURCES = """CREATE TEMP TABLE IF NOT EXISTS sources_in (dia_source_id BIG
 INSERT_STAGED_SOURCES = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
     SELECT * FROM sources_in ORDER BY dia_object_id, mjd, dia_source_id
     ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
-# SQLite takes detections as multi-row VALUES lists, up to this many rows a statement (and within its
-# parameter limit): one call per 500 rows instead of one per row, 31 new rows per alert 143 -> 92 us.
-SOURCE_ROWS_PER_INSERT = 500
+# SQLite takes rows as multi-row VALUES lists, up to this many rows a statement (and within its
+# parameter limit): one call per 500 rows instead of one per row (31 new detections per alert 143 ->
+# 92 us), and one release of the GIL instead of one per row, which matters while the worker's next
+# batch holds it.
+ROWS_PER_INSERT = 500
 RECALL_CHUNK = 500  # objects per read (one VALUES list)
 # The most recent stored detections added per object: bounds the features' cost for objects observed
 # thousands of times (deep drilling fields); ten years of Rubin's main survey give fewer.
@@ -167,9 +169,22 @@ COLUMNS = ("id", "dia_source_id", "classifier", "version", "dia_object_id", "ale
 
 
 @cache
-def _insert_sources(rows: int) -> str:
-    """INSERT_SOURCE with `rows` rows in its VALUES list."""
-    return INSERT_SOURCE.replace("(?, ?, ?, ?, ?, ?)", ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows))
+def _with_rows(sql: str, rows: int) -> str:
+    """An INSERT of one VALUES tuple with `rows` tuples instead."""
+    start = sql.index("VALUES (") + len("VALUES ")
+    end = sql.index(")", start) + 1
+    return sql[:start] + ", ".join([sql[start:end]] * rows) + sql[end:]
+
+
+def _insert_rows(cur, sql: str, rows: Sequence[tuple]) -> None:
+    """SQLite: `sql` (an INSERT of one VALUES tuple) for every row, ROWS_PER_INSERT rows a statement."""
+    if not rows:
+        return
+    max_params = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per_statement = min(ROWS_PER_INSERT, max_params // len(rows[0]))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        cur.execute(_with_rows(sql, len(chunk)), [value for row in chunk for value in row])
 
 
 def _rejects_the_data(exc: Exception) -> bool:
@@ -416,9 +431,15 @@ class Store(AnomalyTables):
     def _write_rows(self, cur, table: str, columns: Sequence[str], rows: list[tuple], upsert: str) -> None:
         """New rows by COPY on PostgreSQL (the upsert where some exist), the upsert on SQLite."""
         if self.is_postgres:
-            _copy_rows(cur, table, columns, rows, lambda: cur.executemany(self._sql(upsert), rows))
+            _copy_rows(cur, table, columns, rows, lambda: self._upsert_rows(cur, upsert, rows))
         else:
-            cur.executemany(upsert, rows)
+            _insert_rows(cur, upsert, rows)
+
+    def _upsert_rows(self, cur, upsert: str, rows: Sequence[tuple]) -> None:
+        if self.is_postgres:
+            cur.executemany(self._sql(upsert), rows)
+        else:
+            _insert_rows(cur, upsert, rows)
 
     def _start_checkpointer(self) -> None:
         """The WAL checkpoint thread of a SQLite store, from its first write on."""
@@ -430,11 +451,7 @@ class Store(AnomalyTables):
         if self.is_postgres:
             _copy_rows(cur, "sources", SOURCE_COLUMNS, detections, lambda: _stage_detections(cur, detections))
             return
-        max_params = cur.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        per_statement = min(SOURCE_ROWS_PER_INSERT, max_params // len(Detection._fields))
-        for start in range(0, len(detections), per_statement):
-            chunk = detections[start:start + per_statement]
-            cur.execute(_insert_sources(len(chunk)), [value for row in chunk for value in row])
+        _insert_rows(cur, INSERT_SOURCE, detections)
 
     def _ids(self, cur, keys: list[tuple]) -> dict[tuple, int]:
         out: dict[tuple, int] = {}
@@ -442,9 +459,16 @@ class Store(AnomalyTables):
         for start in range(0, len(source_ids), 500):
             chunk = source_ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            cur.execute(self._sql(f"SELECT dia_source_id, classifier, version, id FROM classifications "
-                                  f"WHERE dia_source_id IN ({marks})"), chunk)
-            for sid, clf, ver, row_id in cur.fetchall():
+            where = f"FROM classifications WHERE dia_source_id IN ({marks})"
+            if self.is_postgres:
+                cur.execute(self._sql(f"SELECT dia_source_id, classifier, version, id {where}"), chunk)
+                found = cur.fetchall()
+            else:
+                # one row (one release of the GIL) rather than one per result: see ROWS_PER_INSERT
+                cur.execute(f"SELECT json_group_array(json_array(dia_source_id, classifier, version, id)) "
+                            f"{where}", chunk)
+                found = json.loads(cur.fetchone()[0])
+            for sid, clf, ver, row_id in found:
                 out[(sid, clf, ver)] = row_id
         return out
 

@@ -1,10 +1,11 @@
 """The streaming worker: a consumer-group member that classifies alerts in batches.
 
 Loop: consume a batch -> process_batch (decode, light curves + the store's earlier detections,
-features, models) -> store upsert (results and new detections)
--> produce results and dead letters and wait for their acknowledgement -> store the offsets.
-Offsets are stored and committed only after the sinks succeeded (at-least-once); `close()`
-commits the last ones. Transient failures (store, broker, schema registry unreachable) are retried
+features, models) -> its sinks on a thread of their own: store upsert (results and new detections),
+produce results and dead letters and wait for their acknowledgement; meanwhile the next batch is
+consumed and processed, then the first batch's offsets are stored and committed. Offsets are
+committed only after the sinks succeeded (at-least-once), in order, at most two batches behind;
+`close()` commits the last ones. Transient failures (store, broker, schema registry unreachable) are retried
 with backoff and the batch is never dead-lettered for them; a batch retried longer than
 `stall_after_s` marks the worker stalled (readiness and a gauge say so) until it goes through.
 Permanent failures (the store or the output topic refusing a row, an unexpected error on one
@@ -20,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -98,6 +100,9 @@ class Worker:
         self.retrying_since: float | None = None
         self.retry_reason: str | None = None
         self.assigned: set[tuple[str, int]] = set()
+        # the batch whose sinks run beside the next batch's processing (None: nothing in flight)
+        self._sinks: ThreadPoolExecutor | None = None
+        self._in_flight: _InFlight | None = None
         self.consumer = Consumer(consumer_config(
             config.bootstrap, config.group, config.security,
             **{"queued.max.messages.kbytes": config.queued_max_kbytes,
@@ -121,9 +126,10 @@ class Worker:
         log.info("assigned %s", sorted(p.partition for p in partitions))
 
     def _on_revoke(self, consumer, partitions: list[TopicPartition]) -> None:
-        # Callbacks run inside consume(), between batches: the last batch is finished and its
-        # offsets stored. Commit them now so the partition's next owner does not redo work.
+        # Callbacks run inside consume(), between batches: once the batch in flight is finished and
+        # its offsets stored, commit them so the partition's next owner does not redo work.
         self.assigned -= {(p.topic, p.partition) for p in partitions}
+        self._finish_in_flight()
         try:
             consumer.commit(asynchronous=False)
         except Exception as exc:  # noqa: BLE001 - nothing stored since the last commit, or broker gone
@@ -134,6 +140,7 @@ class Worker:
 
     def run(self, max_messages: int | None = None) -> Stats:
         """Consume until stopped (or `max_messages` handled, for tests and benchmarks)."""
+        self._sinks = ThreadPoolExecutor(1, thread_name_prefix="sinks")
         self.consumer.subscribe([self.config.topic], on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
         try:
@@ -144,14 +151,20 @@ class Worker:
                 messages = [self._message(m) for m in raw if self._usable(m)]
                 if messages:
                     self.handle(messages, raw)
+                else:
+                    self._finish_in_flight()  # a quiet stream: finish the batch in flight now
         finally:
-            self.consumer.close()  # commits the stored offsets
-            # Close, not only flush: a producer left to the garbage collector keeps reconnecting.
-            # Whatever is still undelivered after 10 s is dropped: its offsets were never stored.
-            producer = self.publisher.producer
-            if producer.flush(10):
-                producer.purge()
-            producer.close()
+            try:
+                self._finish_in_flight()  # its offsets are stored, so close() commits them
+            finally:
+                self._sinks.shutdown()
+                self.consumer.close()  # commits the stored offsets
+                # Close, not only flush: a producer left to the garbage collector keeps reconnecting.
+                # Whatever is still undelivered after 10 s is dropped: its offsets were never stored.
+                producer = self.publisher.producer
+                if producer.flush(10):
+                    producer.purge()
+                producer.close()
         return self.stats
 
     @staticmethod
@@ -169,32 +182,49 @@ class Worker:
 
     # --- one batch ----------------------------------------------------------------------------
 
-    def handle(self, messages: list[Message], raw: Sequence) -> BatchOutcome | None:
+    def handle(self, messages: list[Message], raw: Sequence) -> None:
+        """Processes the batch, then hands it to the sinks' thread once the previous batch's sinks
+        are done (so offsets are committed in order)."""
         # the history read can meet a transient store failure: retried like the writes
         outcome = self._retry(lambda: self._process(messages))
+        self._finish_in_flight()
         if outcome is STOPPED:
-            return None  # stopping mid-retry: offsets not stored, the batch is redone later
+            return  # stopping mid-retry: offsets not stored, the batch is redone later
+        self._in_flight = _InFlight(self._sinks.submit(self._sink, outcome, messages), outcome, messages, raw)
+
+    def _sink(self, outcome: BatchOutcome, messages: list[Message]) -> float | object:
+        """The sinks' thread: store, output topic, nightly counters. Seconds taken, or STOPPED."""
         t0 = time.perf_counter()
         if self._retry(lambda: self._write(outcome)) is STOPPED:
-            return outcome  # stopping mid-retry: offsets not stored, the batch is redone later
+            return STOPPED  # stopping mid-retry: offsets not stored, the batch is redone later
         counts = batch_counts(outcome, messages, time.time())
         if self._retry(lambda: self.store.add_nightly(counts)) is STOPPED:
-            return outcome
+            return STOPPED
+        outcome.stored_at = time.time()
+        return time.perf_counter() - t0
+
+    def _finish_in_flight(self) -> None:
+        """Waits for the batch in flight; once its sinks succeeded, stores and commits its offsets.
+        Raises what the sinks raised."""
+        flight, self._in_flight = self._in_flight, None
+        if flight is None:
+            return
+        sink_s = flight.sinks.result()
+        if sink_s is STOPPED:
+            return
         self.retrying_since = self.retry_reason = None
-        sink_s = time.perf_counter() - t0
-        offsets = _next_offsets(raw)
+        offsets = _next_offsets(flight.raw)
         # Commit now rather than at the next auto-commit tick (5 s of work): after a crash at most
-        # the batch in flight is redone. One round trip per batch; auto-commit stays as a backstop.
+        # the batches in flight are redone. One round trip per batch; auto-commit stays as a backstop.
         try:
             self.consumer.store_offsets(offsets=offsets)
             self.consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # e.g. a partition revoked meanwhile: its new owner redoes the batch (at-least-once)
             log.warning("storing or committing the batch's offsets failed (%s); auto-commit will retry", exc)
-        self._count(outcome, sink_s)
+        self._count(flight.outcome, sink_s)
         if self.observer is not None:
-            self.observer(outcome, messages, sink_s, self.lag())
-        return outcome
+            self.observer(flight.outcome, flight.messages, sink_s, self.lag())
 
     def stalled_seconds(self) -> float:
         """How long the batch in hand has been retried, once that exceeds `stall_after_s`; else 0."""
@@ -301,6 +331,14 @@ class Worker:
             s.dead_letter_reasons[dl.reason] += 1
         s.stage_seconds.update(outcome.stage_seconds)
         s.stage_seconds["sinks"] += sink_s
+
+
+@dataclass
+class _InFlight:
+    sinks: Future  # the seconds the sinks took, or STOPPED
+    outcome: BatchOutcome
+    messages: list[Message]
+    raw: Sequence
 
 
 def _transient(exc: Exception) -> bool:

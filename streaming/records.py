@@ -89,6 +89,7 @@ class BatchOutcome:
     declined: list[tuple[Message, str]] = field(default_factory=list)  # every classifier declined
     dead_letters: list[DeadLetter] = field(default_factory=list)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    stored_at: float = 0.0  # time.time() when its sinks succeeded (0: not yet)
 
     @property
     def n_messages(self) -> int:

@@ -247,10 +247,25 @@ def test_a_lost_connection_is_transient_and_the_next_call_reconnects(store):
     assert store.count() == 2
 
 
+def test_many_results_are_upserted_once_each_across_statement_chunks(store, monkeypatch):
+    """SQLite writes results as multi-row statements: a replay with new values, split across
+    statements otherwise, updates every row (and its probabilities) once, in either store."""
+    monkeypatch.setattr(store_module, "ROWS_PER_INSERT", 7)
+    store.upsert([record(i, c) for i in range(1, 21) for c in ("rrlyrae", "supernova")])
+    store.upsert([record(i, "rrlyrae", p=0.3 if i % 2 else 0.9) for i in range(1, 21)])
+    assert store.count() == 40
+    for i in (1, 2, 13, 20):
+        rows = {r["classifier"]: r for r in store.source_rows(i)}
+        assert rows["rrlyrae"]["classifications"][1]["probability"] == (0.3 if i % 2 else 0.9)
+        assert rows["supernova"]["classifications"][1]["probability"] == 0.9
+    low = store.query(Query(classifier="rrlyrae", class_id=2323, min_probability=0.8, limit=100))
+    assert sorted(r["dia_source_id"] for r in low) == list(range(2, 21, 2)), "probabilities updated too"
+
+
 def test_many_detections_go_in_once_each_across_statement_chunks(store, monkeypatch):
     """SQLite writes detections as multi-row statements: rows split across statements, repeats within
     and across statements and a replay all end as one row each, in either store."""
-    monkeypatch.setattr(store_module, "SOURCE_ROWS_PER_INSERT", 7)
+    monkeypatch.setattr(store_module, "ROWS_PER_INSERT", 7)
     rows = [Detection(1000 + i, 50 + i % 4, 60000.0 + i, i % 6, float(i), 0.5) for i in range(40)]
     store.upsert([], rows + rows[5:12])  # repeats of rows in other chunks, and within one
     assert store.count_sources() == 40

@@ -265,6 +265,46 @@ def _committed(bootstrap: str, topic: str, group: str, partitions: int = 4) -> d
     return {p.partition: p.offset for p in parts}
 
 
+class HeldStore(Store):
+    """A real store whose first upsert waits to be released; counts the history reads (one a batch)."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.release, self.entered, self.reads = threading.Event(), threading.Event(), 0
+
+    def upsert(self, records, detections=()):
+        self.entered.set()
+        self.release.wait(60)
+        super().upsert(records, detections)
+
+    def recall(self, before, **kw):
+        self.reads += 1
+        return super().recall(before, **kw)
+
+
+def test_the_next_batch_is_processed_while_the_sinks_write_and_offsets_wait_for_them(
+        kafka_bootstrap, topics, registry, tmp_path):
+    n = 150
+    produce_all(kafka_bootstrap, topics["topic"], simulated_packets(n, seed=8))
+    store = HeldStore(tmp_path / "s.sqlite3")
+    worker = in_process_worker(kafka_bootstrap, topics, registry, store, batch=50)
+    runner = threading.Thread(target=lambda: worker.run(max_messages=n))
+    runner.start()
+    try:
+        assert store.entered.wait(60), "the first batch never reached the store"
+        wait_for(lambda: store.reads >= 2, what="the next batch to be processed beside the first one's sinks")
+        time.sleep(0.5)  # a commit would be quick: give it the chance to be wrongly made
+        committed = _committed(kafka_bootstrap, topics["topic"], topics["group"])
+        assert sum(max(o, 0) for o in committed.values()) == 0, "no offset before its batch is stored"
+    finally:
+        store.release.set()
+        runner.join(120)
+    assert worker.stats.total() == n
+    assert store.count() == n * N_MODELS
+    committed = _committed(kafka_bootstrap, topics["topic"], topics["group"])
+    assert sum(max(o, 0) for o in committed.values()) == n
+
+
 def test_kill_9_then_restart_loses_nothing_and_duplicates_no_rows(kafka_bootstrap, topics, tmp_path):
     n, batch = 3000, 100
     produce_all(kafka_bootstrap, topics["topic"], simulated_packets(n, seed=4))
