@@ -433,9 +433,10 @@ class Store(AnomalyTables):
         if self.is_postgres:
             _copy_rows(cur, table, columns, rows, lambda: self._upsert_rows(cur, upsert, rows))
         else:
-            _insert_rows(cur, upsert, rows)
+            self._upsert_rows(cur, upsert, rows)
 
     def _upsert_rows(self, cur, upsert: str, rows: Sequence[tuple]) -> None:
+        """Row by row on PostgreSQL (executemany pipelines them), multi-row statements on SQLite."""
         if self.is_postgres:
             cur.executemany(self._sql(upsert), rows)
         else:
