@@ -314,7 +314,10 @@ def _launch(lib: Path, workdir: Path, node: Node, detach: bool) -> subprocess.Po
     # the child keeps its own descriptor
     with open(Path(node.props).parent / "broker.log", "ab") as log_file:
         return subprocess.Popen(
-            [java[0], "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError", *java[1:],
+            [java[0], "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:+ExitOnOutOfMemoryError",
+             # C1 only: a fresh broker's C2 compiler took 0.2-0.5 of a core for minutes whenever the
+             # request mix changed, beside the workers on a small box; C1 code costs little more here.
+             "-XX:TieredStopAtLevel=1", *java[1:],
              "kafka.Kafka", node.props],
             stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True, preexec_fn=None if detach else _die_with_parent,
