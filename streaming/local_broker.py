@@ -294,8 +294,11 @@ def _write_properties(folder: Path, node_id: int, port: int, cport: int, secure_
 
 
 def _java(lib: Path, workdir: Path) -> list[str]:
+    # Temporary files (lz4-java unpacks its native library, one per JVM) go in the broker's folder,
+    # which stop() removes: a node killed by SIGKILL left them in /tmp for good.
     return ["java", f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={workdir}", "-Djava.awt.headless=true", "-cp", f"{lib}/*"]
+            f"-Dkafka.logs.dir={workdir}", f"-Djava.io.tmpdir={workdir}", "-Djava.awt.headless=true",
+            "-cp", f"{lib}/*"]
 
 
 def _format(lib: Path, workdir: Path, props: Path, cluster_id: str, sasl_ssl: SaslSsl | None) -> None:

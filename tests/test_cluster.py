@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
@@ -124,3 +125,11 @@ def test_killing_the_leader_of_a_partition_being_read_loses_nothing(cluster, set
 
     _flow_with_fault(cluster, settings, registry, Store(tmp_path / "s.sqlite3"),
                      lambda bootstrap, topic: _leader(bootstrap, topic, 0))
+
+
+def test_the_nodes_temporary_files_are_kept_in_the_cluster_folder(cluster):
+    """lz4-java unpacks its native library per JVM; in /tmp a node killed by SIGKILL left it for good."""
+    t = _topics(cluster.bootstrap_servers)
+    produce_all(cluster.bootstrap_servers, t["topic"], [bytes(2000)] * 20)  # lz4-compressed batches
+    unpacked = list(Path(cluster.workdir).glob("liblz4-java-*.so"))
+    assert unpacked, f"no lz4-java library under {cluster.workdir}: the JVMs unpacked it elsewhere"
