@@ -21,11 +21,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
+from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from models.errors import StoreError, StoreRejected
 from service import anomaly_store
@@ -110,6 +112,7 @@ ADD_NIGHTLY = """INSERT INTO nightly (night, metric, value) VALUES (?, ?, ?)
     ON CONFLICT (night, metric) DO UPDATE SET value = nightly.value + excluded.value"""
 
 # A detection never changes once measured: a replayed alert's points are already there.
+_PROBABILITY = itemgetter("probability")
 _DETECTION_ORDER = itemgetter(1, 2, 0)  # (dia_object_id, mjd, dia_source_id): the table's key
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
@@ -184,7 +187,7 @@ def _insert_rows(cur, sql: str, rows: Sequence[tuple]) -> None:
     per_statement = min(ROWS_PER_INSERT, max_params // len(rows[0]))
     for start in range(0, len(rows), per_statement):
         chunk = rows[start:start + per_statement]
-        cur.execute(_with_rows(sql, len(chunk)), [value for row in chunk for value in row])
+        cur.execute(_with_rows(sql, len(chunk)), list(chain.from_iterable(chunk)))
 
 
 def _rejects_the_data(exc: Exception) -> bool:
@@ -236,11 +239,19 @@ class Query:
 
 
 def _row_values(r: ClassificationRecord) -> tuple:
-    top = max(r.classifications, key=lambda c: c["probability"])
+    top = max(r.classifications, key=_PROBABILITY)
+    if not all(math.isfinite(c["probability"]) for c in r.classifications):
+        raise ValueError(f"a probability is not a finite number: {r.classifications}")
     return (r.dia_source_id, r.classifier, r.version, r.dia_object_id, r.alert_id, r.ra, r.dec,
             *unit_vector(r.ra, r.dec), r.mjd, top["classId"], top["probability"],
-            json.dumps(r.classifications, allow_nan=False), r.reason, r.topic, r.partition, r.offset,
+            _json(r.classifications), r.reason, r.topic, r.partition, r.offset,
             r.alert_timestamp_ms, r.ingest_timestamp_ms)
+
+
+def _json(value: object) -> str:
+    # orjson: ~10x faster than json (1,000 rows a stream batch); it writes NaN as null, so the
+    # caller refuses non-finite probabilities first
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _copy_rows(cur, table: str, columns: Sequence[str], rows: Sequence[tuple], fallback: Callable[[], None]

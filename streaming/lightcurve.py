@@ -148,13 +148,14 @@ def with_history(curve: LightCurve, stored: LightCurve | None, until_mjd: float)
 
 
 def unstored(curve: LightCurve, stored: LightCurve | None) -> np.ndarray:
-    """Indices of the curve's detections the store does not hold yet (forced points are not kept)."""
+    """Which of the curve's detections the store does not hold yet (a mask; forced points are not
+    kept)."""
     if curve.source_id is None:
-        return np.empty(0, np.int64)
+        return np.zeros(len(curve), bool)
     new = curve.source_id >= 0
     if stored is not None and len(stored):
         new &= ~np.isin(curve.source_id, stored.source_id)
-    return np.flatnonzero(new)
+    return new
 
 
 def light_curves(alerts: Iterable[Alert], *, forced: bool = False) -> list[LightCurve]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from itertools import repeat
+from functools import partial
 
 import numpy as np
 
@@ -39,21 +39,40 @@ def curves_with_history(alerts: Sequence[Alert], history: History | None, *, for
             first = float(curve.t[0]) if len(curve) else alert.mjd
             before[alert.dia_object_id] = max(first, before.get(alert.dia_object_id, first))
     stored = history.recall(before)
-    out, new, seen = [], [], set()
+    out, new = [], []
     for alert, curve in zip(alerts, curves, strict=True):
         if alert.dia_object_id is None:
             out.append(curve)
             continue
         past = stored.get(alert.dia_object_id)
-        idx = unstored(curve, past)
-        rows = zip(curve.source_id[idx].tolist(), repeat(alert.dia_object_id), curve.t[idx].tolist(),
-                   curve.band[idx].tolist(), curve.flux[idx].tolist(), curve.flux_err[idx].tolist())
-        for row in rows:
-            if row[0] not in seen:  # alerts of one object share points
-                seen.add(row[0])
-                new.append(Detection._make(row))  # 4x faster than Detection(*row)
+        new.append((alert.dia_object_id, curve, unstored(curve, past)))
         out.append(with_history(curve, past, alert.mjd))
-    return out, new
+    return out, new_detections(new)
+
+
+# Builds a Detection from a row tuple in C: what Detection._make does, without a Python call per row.
+_DETECTION = partial(tuple.__new__, Detection)
+
+
+def new_detections(points: Sequence[tuple[int, LightCurve, np.ndarray]]) -> list[Detection]:
+    """The detections `points` name ((diaObjectId, curve, mask of its points) per alert), once per
+    diaSourceId (alerts of one object share points: the first alert's is kept), in the store's key
+    order (diaObjectId, mjd, diaSourceId), which its writes want anyway. Built column-wise for the
+    whole batch (~15,000 rows in a 500-alert batch): a third of the cost of a row at a time."""
+    if not points:
+        return []
+    keep = np.concatenate([m for _, _, m in points])
+    if not keep.any():
+        return []
+    obj = np.repeat(np.array([o for o, _, _ in points], np.int64), [len(c) for _, c, _ in points])[keep]
+    sid = np.concatenate([c.source_id for _, c, _ in points])[keep].astype(np.int64)
+    t, band, flux, err = (np.concatenate([getattr(c, name) for _, c, _ in points])[keep]
+                          for name in ("t", "band", "flux", "flux_err"))
+    first = np.unique(sid, return_index=True)[1]
+    rows = first[np.lexsort((sid[first], t[first], obj[first]))]
+    return list(map(_DETECTION, zip(sid[rows].tolist(), obj[rows].tolist(), t[rows].tolist(),
+                                    band[rows].tolist(), flux[rows].tolist(), err[rows].tolist(),
+                                    strict=True)))
 
 
 def classify_alerts(alerts: Sequence[Alert], registry: Registry, *, forced: bool = False,

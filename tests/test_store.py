@@ -223,7 +223,7 @@ def test_rows_the_database_refuses_are_a_permanent_error_naming_it(store):
     assert store.count() == 0, "the transaction rolled back as a whole"
     store.upsert([record(12), record(14)])  # the connection is still good
     assert store.count() == 2
-    with pytest.raises(StoreRejected, match="Out of range float values"):
+    with pytest.raises(StoreRejected, match="a probability is not a finite number"):
         store.upsert([record(15, p=float("nan"))])  # a probability that is not a number
 
 
