@@ -52,7 +52,8 @@ def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None
                           output_format=settings.output_format, keep_history=settings.keep_history,
                           stall_after_s=settings.stall_after_s, security=security,
                           output_bootstrap=output_bootstrap, output_security=output_security,
-                          auto_offset_reset=settings.kafka_auto_offset_reset)
+                          auto_offset_reset=settings.kafka_auto_offset_reset,
+                          feature_threads=settings.feature_threads)
     features.warm_up()
     return Worker(config, registry or Registry(extra=settings.retrained_models_dir),
                   store or Store(settings.store_location), make_decoder(settings), observer)

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
 
     # Worker
     batch_size: int = Field(500, ge=1, le=10000, description="Messages per consumed batch.")
+    feature_threads: int = Field(2, ge=1, le=64, description="Threads of each worker's light-curve "
+                                 "feature extractors (they fill a core the worker's other stages leave "
+                                 "idle; the rest of a worker is one thread). 1 when every core is busy.")
     output_format: str = Field("avro", pattern="^(avro|json)$",
                                description="Output topic encoding: brokerClassification Avro or JSON.")
 

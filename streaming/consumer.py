@@ -66,6 +66,9 @@ class WorkerConfig:
     output_bootstrap: str | None = None
     output_security: KafkaSecurity | None = None
     auto_offset_reset: str = "earliest"  # where a new consumer group starts
+    # light-curve's extractors hold the GIL through a call; on 2 threads that stretch of a batch
+    # halves when a core is free (bench: 1 worker +22%, 2 workers on 2 cores ~+6%, same CPU)
+    feature_threads: int = 2
 
 
 @dataclass
@@ -238,7 +241,8 @@ class Worker:
         history = self.store if self.config.keep_history else None
 
         def run(part: Sequence[Message]) -> BatchOutcome:
-            return process_batch(part, self.decoder, self.registry, history=history)
+            return process_batch(part, self.decoder, self.registry, history=history,
+                                 feature_threads=self.config.feature_threads)
 
         try:
             return run(messages)

@@ -290,6 +290,20 @@ def test_a_batch_gives_each_curve_exactly_the_features_it_gets_alone():
     assert np.isfinite(together[-1]).sum() > 30  # the long curve has its features, not NaN
 
 
+def test_the_extractors_threads_change_no_feature():
+    # Workers run light-curve's extractors on FEATURE_THREADS threads, the training code on one:
+    # the thread count may not change a bit. More curves than one call takes (MANY_CHUNK), of
+    # every length, so that the calls' chunks split unevenly across threads.
+    rng = np.random.default_rng(12)
+    curves = []
+    for n in [3, 6, 9, 15, 31, 60, 120] * 7:
+        obj = simulate_object(rng, n)
+        curves.append(LightCurve.from_arrays(obj.t, obj.flux, obj.flux_err, obj.band))
+    one, three = extract(curves, n_jobs=1), extract(curves, n_jobs=3)
+    assert np.array_equal(one, three, equal_nan=True)
+    assert np.isfinite(one).sum() > len(curves) * 20
+
+
 def test_a_curve_drawn_from_a_template_fits_that_template_best():
     """models/templates.py: an SN Ia template, shifted, scaled and sampled in g and r, leaves ~nothing
     unexplained by the Ia template and more by the others; any scale gives the same; too few g and r
