@@ -43,14 +43,14 @@ STAGES = ("process", "store", "output_topic", "nightly")
 
 
 def one_round(values: list[bytes], offset: int, batch: int, decoder: Decoder, registry: Registry,
-              publisher: Publisher, store: Store) -> dict[str, float]:
+              publisher: Publisher, store: Store, feature_threads: int) -> dict[str, float]:
     """CPU seconds per stage over every batch but the first (its one-time costs are start-up)."""
     messages = [Message(v, "bench", 0, offset + i, 0) for i, v in enumerate(values)]
     spent = dict.fromkeys(STAGES, 0.0)
     for start in range(0, len(messages), batch):
         part = messages[start:start + batch]
         c0 = time.process_time()
-        outcome = process_batch(part, decoder, registry, history=store)
+        outcome = process_batch(part, decoder, registry, history=store, feature_threads=feature_threads)
         c1 = time.process_time()
         store.upsert(outcome.records, outcome.detections)
         c2 = time.process_time()
@@ -89,7 +89,8 @@ def main() -> None:
         settle()
         for r in range(args.rounds):
             store = Store(str(Path(tmp) / f"round-{r}.sqlite3"))  # a fresh store: every round alike
-            spent = one_round(values, r * args.alerts, args.batch, decoder, registry, publisher, store)
+            spent = one_round(values, r * args.alerts, args.batch, decoder, registry, publisher, store,
+                              settings.feature_threads)  # as a worker runs them
             store.close()
             us = {stage: round(seconds / timed * 1e6, 1) for stage, seconds in spent.items()}
             us["total"] = round(sum(us.values()), 1)
