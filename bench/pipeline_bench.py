@@ -95,7 +95,7 @@ def topics(bootstrap: str, partitions: int) -> dict:
 def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp.Queue) -> None:
     config = WorkerConfig(bootstrap=bootstrap, topic=t["topic"], group=t["group"],
                           output_topic=t["output_topic"], dead_letter_topic=t["dead_letter_topic"],
-                          batch_size=batch)
+                          batch_size=batch, feature_threads=Settings().feature_threads)
     worker = Worker(config, Registry(), Store(store_path))
     worker.install_signal_handlers()
     settle()  # as `alert-classifier worker` does
