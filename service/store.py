@@ -112,7 +112,6 @@ ADD_NIGHTLY = """INSERT INTO nightly (night, metric, value) VALUES (?, ?, ?)
     ON CONFLICT (night, metric) DO UPDATE SET value = nightly.value + excluded.value"""
 
 # A detection never changes once measured: a replayed alert's points are already there.
-_PROBABILITY = itemgetter("probability")
 _DETECTION_ORDER = itemgetter(1, 2, 0)  # (dia_object_id, mjd, dia_source_id): the table's key
 INSERT_SOURCE = """INSERT INTO sources (dia_source_id, dia_object_id, mjd, band, flux, flux_err)
     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (dia_object_id, mjd, dia_source_id) DO NOTHING"""
@@ -236,6 +235,9 @@ class Query:
     cone: Cone | None = None
     after_id: int = 0  # cursor: rows with a larger id
     limit: int = 100
+
+
+_PROBABILITY = itemgetter("probability")
 
 
 def _row_values(r: ClassificationRecord) -> tuple:
