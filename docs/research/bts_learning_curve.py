@@ -27,10 +27,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from summary import type_figures  # docs/research/summary.py
 
 from models.taxonomy import RR_LYRAE, SN_CLASSES
 from models.train import train as T
-from models.train.metrics import rrl_metrics, sn_metrics, type_metrics
+from models.train.metrics import rrl_metrics
 
 
 def build_supernova(ts: T.TrainingSet) -> dict:
@@ -72,15 +73,8 @@ def draw(objects: dict[str, int], fraction: float, rng: np.random.Generator) -> 
 
 def judge_supernova(model, d: dict, seed: int) -> dict:
     proba = model.predict_proba(d["test_X"])[:, [list(model.classes_).index(c) for c in SN_CLASSES]]
-    out = {}
-    for name, m in (("full", ~d["test_early"]), ("first_3", d["test_early"] & (d["test_points"] == 3))):
-        sn = sn_metrics(proba[m], d["test_y"][m], np.full(m.sum(), "bts"))
-        types = type_metrics(proba[m], d["test_y"][m], d["test_objects"][m], seed)
-        per = types.get("type_per_class", {})
-        out[name] = {"ia_vs_cc_auc": sn.get("ia_vs_cc_auc"), "type_accuracy": types.get("type_accuracy"),
-                     "type_macro_f1": types.get("type_macro_f1"),
-                     "recall": {k: v["recall"] for k, v in per.items()}}
-    return out
+    masks = {"full": ~d["test_early"], "first_3": d["test_early"] & (d["test_points"] == 3)}
+    return type_figures(proba, d["test_y"], d["test_objects"], masks, seed)
 
 
 def judge_rrlyrae(model, d: dict, seed: int) -> dict:

@@ -6,9 +6,9 @@
 The learning curve says SN Ib/c recall grows with the number of real BTS objects. Here each BTS
 training object of a core-collapse type (II, Ib/c, SLSN), or every BTS training object, is also seen
 farther a second time (`farther.seen_farther`, another noise draw and so other detections), and the
-supernova model's recipe is judged by 3-fold out-of-fold predictions over the BTS training objects
-(a fold's objects leave the fit with all their copies; the held-out BTS split is never read; the
-templates are not rebuilt per fold, alike for every arm).
+supernova model's recipe is judged by the 3-fold out-of-fold predictions over the BTS training
+objects that `train` calibrates on (`train._bts_out_of_fold`: a fold's objects leave the fit with all
+their copies, the templates are rebuilt without them; the held-out BTS split is never read).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
+from summary import type_figures  # docs/research/summary.py
 
 from models.taxonomy import SLSN, SN_CLASSES, SN_IBC, SN_II
 from models.train import train as T
-from models.train.metrics import sn_metrics, type_metrics
 
 
 def build(data_dir: Path, seed: int) -> dict:
@@ -38,42 +37,15 @@ def build(data_dir: Path, seed: int) -> dict:
         views = T._for_sn(views, synthetic=True)
         views.X = T._extract_with_progress(views.curves)
         extra[name] = views
-    return {"train": sn_train, "extra": extra}
-
-
-def parents(views: T.Views) -> np.ndarray:
-    return np.array([c.object_id.removesuffix(T.farther.SOURCE_SUFFIX) for c in views.curves])
-
-
-def out_of_fold(views: T.Views, judged: np.ndarray, seed: int) -> np.ndarray:
-    """Probabilities (SN_CLASSES order) for views[judged] (observed BTS views), 3 folds by object."""
-    y = T.sn_labels(views.y)
-    weights = T.sn_weights(y, views.source)
-    parent = parents(views)
-    objects = parent[judged]
-    oof = np.zeros((len(judged), len(SN_CLASSES)))
-    splitter = StratifiedGroupKFold(T.CALIBRATION_FOLDS, shuffle=True, random_state=seed)
-    for _, held in splitter.split(judged, y[judged], objects):
-        keep = ~np.isin(parent, objects[held])
-        model = T.fit(views.X[keep], y[keep], seed, weights[keep])
-        columns = [list(model.classes_).index(c) for c in SN_CLASSES]
-        oof[held] = model.predict_proba(views.X[judged[held]])[:, columns]
-    return oof
+    return {"train": sn_train, "extra": extra, "bts_objects": bts}
 
 
 def figures(proba: np.ndarray, views: T.Views, seed: int) -> dict:
-    y = T.sn_labels(views.y)
     n_points = np.array([len(c.t) for c in views.curves])
     objects = np.array([c.object_id for c in views.curves])
-    full = np.isin(views.kind, ("latest", "window", "history"))
-    out = {}
-    for name, m in (("full", full), ("first_3", views.early & (n_points == 3))):
-        sn = sn_metrics(proba[m], y[m], views.source[m])
-        types = type_metrics(proba[m], y[m], objects[m], seed)
-        out[name] = {"n": int(m.sum()), "ia_vs_cc_auc": sn.get("ia_vs_cc_auc"),
-                     "type_accuracy": types.get("type_accuracy"), "type_macro_f1": types.get("type_macro_f1"),
-                     "recall": {k: v["recall"] for k, v in types.get("type_per_class", {}).items()}}
-    return out
+    masks = {"full": np.isin(views.kind, ("latest", "window", "history")),
+             "first_3": views.early & (n_points == 3)}
+    return type_figures(proba, T.sn_labels(views.y), objects, masks, seed)
 
 
 def main() -> None:
@@ -90,10 +62,10 @@ def main() -> None:
         args.cache.write_bytes(pickle.dumps(d))
     base: T.Views = d["train"]
     observed = base.source == "bts"  # the observed BTS views: the same rows in every arm
-    judged = np.flatnonzero(observed)
     for name, views in (("shipped recipe", base), ("+ CC seen farther again", base + d["extra"]["cc"]),
                         ("+ every BTS object seen farther again", base + d["extra"]["all"])):
-        proba = out_of_fold(views, judged, args.seed)
+        oof, _, classes = T._bts_out_of_fold(views, T.sn_labels(views.y), args.seed, d["bts_objects"])
+        proba = oof[:, [classes.index(c) for c in SN_CLASSES]]
         row = {"arm": name, "views": len(views.curves)} | figures(proba, base.subset(observed), args.seed)
         print(json.dumps(row), flush=True)
 
