@@ -15,6 +15,7 @@ from models.errors import ModelError
 from models.features import FEATURE_NAMES
 from models.registry import ARTIFACTS, Registry, load_model
 from models.taxonomy import NOT_CLASSIFIED, RR_LYRAE
+from models.train.train import VALIDATION_DIR
 from streaming.decode import sample_paths, shipped_versions
 from streaming.lightcurve import LightCurve
 from streaming.simulate import simulate_object
@@ -34,6 +35,27 @@ def test_shipped_models_load_and_match_the_extractor(registry):
     assert registry.models["anomaly"].card["parity"]["max_percentile_diff"] < 0.005
     assert registry.models["rrlyrae"].class_ids == [200, RR_LYRAE]
     assert registry.models["supernova"].class_ids == [200, 2222, 2223, 2224, 2242]
+
+
+def test_the_shipped_supernova_model_carries_the_figures_of_its_validation_fit(registry):
+    # The shipped supernova model is refitted on every BTS object after its recipe was judged on a
+    # fit that never saw the held-out ones (train.FINAL_FIT_ON_EVERY_BTS_OBJECT): that fit ships
+    # beside it, is not served, and the figures both cards report are the validation fit's.
+    shipped = registry.models["supernova"]
+    folder = ARTIFACTS / VALIDATION_DIR / "supernova" / shipped.version
+    validation = load_model(folder)
+    assert validation.card["sha256"] != shipped.card["sha256"]
+    assert validation.folder not in {m.folder for m in registry.models.values()}
+    figures = dict(shipped.card["metrics"])
+    assert figures.pop("final_fit")["bts_objects"] > 0
+    assert figures == validation.card["metrics"]
+    assert (shipped.card["training_data"]["train_views_by_source"]["bts"]
+            > validation.card["training_data"]["train_views_by_source"]["bts"])
+    # the anomaly model embeds the shipped classifiers, and was chosen and judged with the validation fit
+    anomaly = registry.models["anomaly"].card
+    assert anomaly["classifier_view"]["classifiers"]["supernova"]["sha256"] == shipped.card["sha256"]
+    judged_with = anomaly["metrics"]["shipped_fit"]["judged_with"]
+    assert judged_with["supernova"]["sha256"] == validation.card["sha256"]
 
 
 def test_cards_say_which_labels_were_doubted_and_report_both(registry):

@@ -49,7 +49,9 @@ from models.train.anomaly_view import (
 from models.train.train import Views, progress
 
 NAME = "anomaly"
-VERSION = "1.5.2"  # 1.3.0 refitted on the classifiers 2.6.2 (its view embeds them)
+# 1.5.2: 1.3.0 refitted on the classifiers 2.6.2 (its view embeds them); 1.6.0: chosen and judged
+# reading the supernova validation fit, refitted on the view of the shipped 2.7.0 (train.py)
+VERSION = "1.6.0"
 # Transient shape and colour, variability statistics, duration: what tells a superluminous supernova,
 # a tidal disruption event or a nova from a normal supernova or variable star. Left out: the
 # periodogram and harmonic-fit features (noise for transients, and their many NaN-or-not patterns made
@@ -262,8 +264,11 @@ def per_kind(score_of: Callable[[np.ndarray], np.ndarray], train: Views, test: V
 # --- training and export ------------------------------------------------------------------------
 
 def train_anomaly(train: Views, test: Views, out_dir: Path, version: str = VERSION, seed: int = 42,
-                  view: ClassifierView | None = None) -> dict:
-    """`view`: the classifiers' view graph (anomaly_view.load_view), which adds a detector reading it."""
+                  view: ClassifierView | None = None, ship_view: ClassifierView | None = None) -> dict:
+    """`view`: the classifiers' view graph (anomaly_view.load_view), which adds a detector reading it;
+    the detectors are chosen and judged with it. `ship_view`: the view of the classifiers that ship,
+    if they are other fits (train.FINAL_FIT_ON_EVERY_BTS_OBJECT): the chosen detector is then refitted
+    reading it, so that the exported model embeds the shipped classifiers."""
     rng = np.random.default_rng(seed)
     X_pop = population(train, rng)
     progress(f"anomaly: population of {len(X_pop)} views; fitting {', '.join(candidates(seed, view))}")
@@ -287,6 +292,14 @@ def train_anomaly(train: Views, test: Views, out_dir: Path, version: str = VERSI
                "feedback": (feedback_gain(lambda X: unusualness(model, X), front_of(blob), sets, reference,
                                           seed) if isinstance(model, TwoViewScore) else
                             "not measured: feedback retrains build on a model reading the classifier view")}
+    if isinstance(model, TwoViewScore) and ship_view and ship_view.classifiers != model.classifiers:
+        model = candidates(seed, ship_view)[best].fit(X_pop)
+        blob = to_onnx_bytes(model)
+        metrics["shipped_fit"] = {
+            "what": "the chosen detector refitted on the same population reading the shipped classifiers; "
+                    "every figure above is the fit that read the classifiers judged on held-out objects",
+            "judged_with": fitted[best].classifiers}
+        progress(f"anomaly: {best} refitted on the shipped classifiers' view")
     how = (f"Gaussian mixtures over {len(ANOMALY_FEATURES)} features and over the classifiers' "
            "probabilities, their z-scores summed" if isinstance(model, TwoViewScore)
            else f"{best.replace('_', ' ')} on {len(ANOMALY_FEATURES)} features")

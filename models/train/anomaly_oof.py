@@ -10,7 +10,9 @@ shipped model's own calibration (temperature and few-detection step, from its ca
 shipped anomaly graph in place of its embedded supernova model's output. Everything else is the
 shipped model: the feature mixture, the view mixture, the RR Lyrae model (which did see these
 objects, as non-RR Lyrae). Commons are the held-out real ones (SN Ia and II, variable stars), as in
-the card. Needs ../shared/data; ~8 min.
+the card. Needs ../shared/data; ~8 min. The shipped supernova model is refitted on every BTS object
+(train.FINAL_FIT_ON_EVERY_BTS_OBJECT), so the held-out objects too get the probabilities of a fit
+that never saw them where one ships: the validation fit (`<artifacts>/validation/`).
 
     python -m models.train.anomaly_oof [--data ../shared/data] [--seed 42]
 """
@@ -95,7 +97,14 @@ def main() -> None:
     test = ts.test
     latest = [i for i, c in enumerate(test.curves)
               if test.kind[i] == "latest" and ((c.source == "bts" and is_rare(c)) or is_common_real(c))]
-    held = shipped.run(["score"], {"features": test.X[latest].astype(np.float32)})[0].ravel()
+    X_held = test.X[latest].astype(np.float32)
+    validation = ARTIFACTS / train.VALIDATION_DIR / "supernova" / sn_version / "model.onnx"
+    if validation.is_file():  # the shipped supernova model saw the held-out objects: the fit that did not
+        unseen = ort.InferenceSession(str(validation), providers=["CPUExecutionProvider"])
+        held = cut.run(["score"], {"features": X_held, SN_INSIDE: unseen.run(None, {"features": X_held})[1]}
+                       )[0].ravel()
+    else:
+        held = shipped.run(["score"], {"features": X_held})[0].ravel()
     held_rare = np.array([is_rare(test.curves[i]) for i in latest])
     held_half = np.array([_half(test.curves[i].object_id) for i in latest])
     common = held[~held_rare]

@@ -159,9 +159,12 @@ class ClassifierView:
     classifiers: dict[str, dict]  # name -> version and sha256 of the graph embedded
 
 
-def load_view(artifacts: Path, version: str) -> ClassifierView:
-    """The view of the classifiers at `artifacts/<name>/<version>/` (model.onnx and card.json)."""
+def load_view(artifacts: Path, version: str, supernova_from: Path | None = None) -> ClassifierView:
+    """The view of the classifiers at `artifacts/<name>/<version>/` (model.onnx and card.json); the
+    supernova model's from `supernova_from` instead if given."""
     folders = {name: artifacts / name / version for name in CLASSIFIERS}
+    if supernova_from is not None:
+        folders["supernova"] = supernova_from / "supernova" / version
     cards = {name: json.loads((f / "card.json").read_text()) for name, f in folders.items()}
     blobs = {name: (f / "model.onnx").read_bytes() for name, f in folders.items()}
     graph = view_graph(onnx.load_from_string(blobs["supernova"]), onnx.load_from_string(blobs["rrlyrae"]),

@@ -1,5 +1,5 @@
-"""The shipped supernova model judged the way the service meets real supernovae: each held-out ZTF
-BTS object (the objects `train` never fits on) becomes Rubin packets (Confluent-framed Avro, the
+"""The supernova model judged the way the service meets real supernovae: each held-out ZTF BTS
+object becomes Rubin packets (Confluent-framed Avro, the
 latest schema), decoded, turned into light curves and classified by the same code as the stream
 and `alert-classifier classify`: the alert at its last detection (its year of detections, "full")
 and the alert at its 3rd detection ("first 3 detections").
@@ -7,6 +7,8 @@ and the alert at its 3rd detection ("first 3 detections").
     python -m models.train.packets [--data-dir ../shared/data] [--seed 42]
 
 Prints one JSON object: per set, Ia vs core-collapse AUC, SN recall, the type metrics of the cards.
+The model judged is the validation fit (`<artifacts>/validation/`, the one the card's figures are
+of): the shipped model was refitted on every BTS object, these too (train.FINAL_FIT_ON_EVERY_BTS_OBJECT).
 The card's figures come from feature rows built in training; these come through decode and the
 registry, so the two agreeing is the check that the service classifies what was measured.
 """
@@ -24,7 +26,7 @@ from models.registry import ARTIFACTS, Registry
 from models.taxonomy import SN_CLASSES
 from models.train import datasets
 from models.train.metrics import sn_metrics, type_metrics
-from models.train.train import bts_split, sn_labels
+from models.train.train import VALIDATION_DIR, bts_split, sn_labels
 from service.settings import Settings
 from streaming.decode import DecodeError, Decoder, latest_version
 from streaming.pipeline import classify_alerts
@@ -88,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no ztf-bts-train folder under {args.data_dir}: pass --data-dir", file=sys.stderr)
         return 2
     _, held_out = bts_split(curves, args.seed)
-    decoder, registry = Decoder(), Registry(args.artifacts)
+    judged = args.artifacts / VALIDATION_DIR  # the fit that never saw `held_out`, where there is one
+    decoder, registry = Decoder(), Registry(judged if judged.is_dir() else args.artifacts)
     report = {"objects": len(held_out), "models": {n: m.version for n, m in registry.models.items()}}
     for name, packets in packets_for(held_out, decoder, args.seed).items():
         print(f"[packets] {name}: {len(packets)} alerts", file=sys.stderr, flush=True)
