@@ -570,7 +570,7 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
     sn_m = _supernova_metrics(sn, ts, sn_train, sn_test, near_test, far_test)
     training_data = _supernova_training_data(ts, sn_train)
     if "bts" in ts.sets and FINAL_FIT_ON_EVERY_BTS_OBJECT:
-        _export_supernova(sn, ts, out_dir / VALIDATION_DIR, version, sn_test.X, sn_m, calibration,
+        _export_supernova(sn, out_dir / VALIDATION_DIR, version, sn_test.X, sn_m, calibration,
                           training_data | {"fit": "the validation fit: the held-out BTS objects never "
                                                   "entered it; its metrics are its own"})
         sn, calibration, every_train = _fit_on_every_bts_object(ts, sn_train)
@@ -583,7 +583,7 @@ def train_supernova(ts: TrainingSet, out_dir: Path, version: str) -> dict:
             "figures_of_the_final_fit": "calibration.out_of_fold_figures: out-of-fold over every BTS object"}
         training_data = _supernova_training_data(ts, every_train) | {
             "fit": "final: every BTS object, the held-out split's too (metrics.final_fit)"}
-    return _export_supernova(sn, ts, out_dir, version, sn_test.X, sn_m, calibration, training_data)
+    return _export_supernova(sn, out_dir, version, sn_test.X, sn_m, calibration, training_data)
 
 
 def _fit_on_every_bts_object(ts: TrainingSet, sn_train: Views
@@ -666,7 +666,7 @@ def _supernova_training_data(ts: TrainingSet, sn_train: Views) -> dict:
                         f"{farther.DETECTION_SNR:.0f} sigma"}
 
 
-def _export_supernova(sn, ts: TrainingSet, out_dir: Path, version: str, X_check: np.ndarray, metrics: dict,
+def _export_supernova(sn, out_dir: Path, version: str, X_check: np.ndarray, metrics: dict,
                       calibration: str | dict, training_data: dict) -> dict:
     return export_model(
         sn, name="supernova", calibration=calibration, version=version, out_dir=out_dir,
