@@ -38,10 +38,13 @@ def _fit_kernel(t, f, err, bounds, base, unit, orders, lowest, highest):
     max_order = 0
     for m in range(n_orders):
         max_order = max(max_order, abs(orders[m]))
-    normal = np.empty((n_cand, 28))  # lower triangle, row by row
-    rhs = np.empty((n_cand, N_COEF))
+    # candidates last: the sums over points run for every candidate at once in SIMD lanes (each
+    # sum still adds its terms in point order, so the numbers are the same to the bit)
+    normal = np.empty((28, n_cand))  # lower triangle, row by row
+    rhs = np.empty((N_COEF, n_cand))
+    xs = np.empty((N_COEF, n_cand))  # one point's weighted design row, per candidate
     x = np.empty(N_COEF)
-    zc, zs = np.empty(n_base), np.empty(n_base)
+    zc, zs = np.zeros(n_base), np.zeros(n_base)  # a NaN base's candidates are summed, never read
     uc, us = np.empty(2 * max_order + 1), np.empty(2 * max_order + 1)
     lo_mat = np.empty((N_COEF, N_COEF))
     for g in range(n_curves):
@@ -82,32 +85,32 @@ def _fit_kernel(t, f, err, bounds, base, unit, orders, lowest, highest):
                 uc[max_order + k] = uc[max_order + k - 1] * c1 - us[max_order + k - 1] * s1
                 us[max_order + k] = us[max_order + k - 1] * c1 + uc[max_order + k - 1] * s1
                 uc[max_order - k], us[max_order - k] = uc[max_order + k], -us[max_order + k]
-            for j in range(n_base):
+            for j in range(n_base):  # every candidate, valid or not: no branch in the sums below
                 for m in range(n_orders):
                     c = j * n_orders + m
-                    if not valid[c]:
-                        continue
                     a, b = uc[max_order + orders[m]], us[max_order + orders[m]]
                     cos1 = zc[j] * a - zs[j] * b
                     sin1 = zs[j] * a + zc[j] * b
                     sin2, cos2 = 2 * sin1 * cos1, cos1 * cos1 - sin1 * sin1
-                    x[0] = w
-                    x[1], x[2] = sin1 * w, cos1 * w
-                    x[3], x[4] = sin2 * w, cos2 * w
-                    x[5], x[6] = (sin1 * cos2 + cos1 * sin2) * w, (cos1 * cos2 - sin1 * sin2) * w
-                    q = 0
-                    for r in range(N_COEF):
-                        rhs[c, r] += x[r] * fw
-                        for s in range(r + 1):
-                            normal[c, q] += x[r] * x[s]
-                            q += 1
+                    xs[0, c] = w
+                    xs[1, c], xs[2, c] = sin1 * w, cos1 * w
+                    xs[3, c], xs[4, c] = sin2 * w, cos2 * w
+                    xs[5, c], xs[6, c] = (sin1 * cos2 + cos1 * sin2) * w, (cos1 * cos2 - sin1 * sin2) * w
+            q = 0
+            for r in range(N_COEF):
+                for c in range(n_cand):
+                    rhs[r, c] += xs[r, c] * fw
+                for s in range(r + 1):
+                    for c in range(n_cand):
+                        normal[q, c] += xs[r, c] * xs[s, c]
+                    q += 1
         for c in range(n_cand):
             if not valid[c]:
                 continue
             q = 0
             for r in range(N_COEF):
                 for s in range(r + 1):
-                    lo_mat[r, s] = normal[c, q] + (RIDGE if r == s else 0.0)
+                    lo_mat[r, s] = normal[q, c] + (RIDGE if r == s else 0.0)
                     q += 1
             ok = True
             for s in range(N_COEF):  # Cholesky: lo_mat's lower triangle becomes L
@@ -128,7 +131,7 @@ def _fit_kernel(t, f, err, bounds, base, unit, orders, lowest, highest):
                 failed[g, c] = True
                 continue
             for r in range(N_COEF):  # L y = rhs
-                v = rhs[c, r]
+                v = rhs[r, c]
                 for k in range(r):
                     v -= lo_mat[r, k] * x[k]
                 x[r] = v / lo_mat[r, r]
@@ -139,7 +142,7 @@ def _fit_kernel(t, f, err, bounds, base, unit, orders, lowest, highest):
                 coef[g, c, r] = v / lo_mat[r, r]
             explained = 0.0
             for r in range(N_COEF):
-                explained += rhs[c, r] * coef[g, c, r]
+                explained += rhs[r, c] * coef[g, c, r]
             chi2[g, c] = total - explained
     return freqs, chi2, chi2_const, coef, failed
 
