@@ -35,6 +35,10 @@ from itertools import pairwise
 # 768 / 777 alerts/s, decode 711 / 569 -> 500 / 529 us per alert (bench/pipeline_bench.py, two
 # interleaved pairs). Polars reads it once, when first imported.
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
+# Polars' allocator (jemalloc) handed a batch's freed pages back to the kernel before the next batch
+# took them again: ~8 page faults an alert, ~20 us of kernel time. jemalloc's own defaults (unused
+# pages kept 10 s) reuse them; an idle worker still gives them back. Read when polars first allocates.
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:10000,muzzy_decay_ms:10000")
 
 import numpy as np
 import polars as pl
