@@ -98,9 +98,9 @@ def main() -> None:
     latest = [i for i, c in enumerate(test.curves)
               if test.kind[i] == "latest" and ((c.source == "bts" and is_rare(c)) or is_common_real(c))]
     X_held = test.X[latest].astype(np.float32)
-    validation = ARTIFACTS / train.VALIDATION_DIR / "supernova" / sn_version / "model.onnx"
-    if validation.is_file():  # the shipped supernova model saw the held-out objects: the fit that did not
-        unseen = ort.InferenceSession(str(validation), providers=["CPUExecutionProvider"])
+    validation = train.validation_supernova(ARTIFACTS, sn_version)
+    if validation:  # the shipped supernova model saw the held-out objects: the fit that did not
+        unseen = ort.InferenceSession(str(validation / "model.onnx"), providers=["CPUExecutionProvider"])
         held = cut.run(["score"], {"features": X_held, SN_INSIDE: unseen.run(None, {"features": X_held})[1]}
                        )[0].ravel()
     else:

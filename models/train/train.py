@@ -102,6 +102,12 @@ FINAL_FIT_ON_EVERY_BTS_OBJECT = True
 VALIDATION_DIR = "validation"
 
 
+def validation_supernova(root: Path, version: str) -> Path | None:
+    """The folder of the supernova validation fit under an artefacts root, if one was exported."""
+    folder = root / VALIDATION_DIR / "supernova" / version
+    return folder if (folder / "model.onnx").is_file() else None
+
+
 def progress(msg: str) -> None:
     print(f"[train {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -304,9 +310,8 @@ def _classifier_view(out_dir: Path, version: str, validation: bool = False):
 
     for root in (out_dir, ARTIFACTS):
         if all((root / name / version / "model.onnx").is_file() for name in CLASSIFIERS):
-            judged = root / VALIDATION_DIR
-            if validation and (judged / "supernova" / version / "model.onnx").is_file():
-                return load_view(root, version, supernova_from=judged)
+            if validation and validation_supernova(root, version):
+                return load_view(root, version, supernova_from=root / VALIDATION_DIR)
             return load_view(root, version)
     raise FileNotFoundError(f"no {' and '.join(CLASSIFIERS)} {version} under {out_dir} or {ARTIFACTS}: train "
                             "them first (`alert-classifier train --models rrlyrae supernova anomaly`)")
