@@ -30,8 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from models.registry import Registry
 from service.store import Store
 from streaming.records import ClassificationRecord, Detection

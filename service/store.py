@@ -141,6 +141,13 @@ RECALL_MAX_POINTS = 1000
 # keep a larger threshold of their own in case the thread falls behind (80 MB of log).
 CHECKPOINT_INTERVAL_S = 0.5
 WAL_BACKSTOP_PAGES = 20_000
+# SQLite's page cache on the connections that write results (a worker's sinks, HTTP `store=true`):
+# each alert's rows go into a dozen indexes at random places (object, position, class probability,
+# anomaly score), and once the store outgrows the default 2 MB cache every such leaf page is read
+# again from the OS on each insert. `bench/store_bench.py`, 100k-400k alerts stored: upsert 165-226
+# -> 111-167 us an alert (64 MB: the same). Readers (API threads) keep the default: there may be
+# dozens of them.
+WRITER_CACHE_KIB = 32_768
 # Rows per pruning step: each step is its own short transaction, so writers (the workers) interleave.
 PRUNE_BATCH = 5000
 
@@ -423,6 +430,7 @@ class Store(AnomalyTables):
             raise StoreRejected(f"a result cannot be stored ({type(exc).__name__}): {exc}") from exc
         self._start_checkpointer()
         with self._lock, self._connection() as conn:
+            self._as_writer(conn)
             cur = conn.cursor()
             if detections:
                 self._insert_detections(cur, detections)
@@ -454,6 +462,12 @@ class Store(AnomalyTables):
             cur.executemany(self._sql(upsert), rows)
         else:
             _insert_rows(cur, upsert, rows)
+
+    def _as_writer(self, conn) -> None:
+        """SQLite: the writers' larger page cache (WRITER_CACHE_KIB), once per connection."""
+        if not self.is_postgres and getattr(self._local, "writer", None) is not conn:
+            conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            self._local.writer = conn
 
     def _start_checkpointer(self) -> None:
         """The WAL checkpoint thread of a SQLite store, from its first write on."""

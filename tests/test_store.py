@@ -321,3 +321,29 @@ def test_a_replayed_batch_updates_its_results_in_place(store):
     assert rows["rrlyrae"]["top_probability"] == pytest.approx(0.8)
     found = store.query(Query(classifier="rrlyrae", class_id=2323, min_probability=0.5))
     assert sorted(r["dia_source_id"] for r in found) == [1, 2, 3]
+
+
+def test_sqlite_writers_get_the_larger_page_cache_and_readers_keep_the_default(tmp_path):
+    """The connection that upserts (a worker's sinks) caches WRITER_CACHE_KIB of pages; a reader
+    thread's connection keeps SQLite's default, and a writer's new connection gets it again."""
+    import threading
+
+    store = Store(tmp_path / "cache.sqlite3")
+
+    def cache_kib() -> int:
+        with store._connection() as conn:
+            return -conn.execute("PRAGMA cache_size").fetchone()[0]
+
+    default = cache_kib()
+    assert default < store_module.WRITER_CACHE_KIB
+    store.upsert([record(1)])
+    assert cache_kib() == store_module.WRITER_CACHE_KIB
+    seen: list[int] = []
+    reader = threading.Thread(target=lambda: (store.query(Query(limit=5)), seen.append(cache_kib())))
+    reader.start()
+    reader.join()
+    assert seen == [default]
+    store._discard(store._local.conn)  # a lost connection: the next upsert opens a fresh one
+    store.upsert([record(2)])
+    assert cache_kib() == store_module.WRITER_CACHE_KIB and store.count() == 2
+    store.close()
