@@ -11,6 +11,10 @@ and one produce per alert) runs on the same broker as the baseline, before and a
 worker runs: the speed-up is against the mean of the two, so that the box's speed drifting during a
 run (10-30% from hour to hour on a shared machine) does not decide the ratio.
 
+Every run starts on an empty SQLite store unless `--store-alerts N` gives each run (the naive loop's
+too) a copy of one store already holding N alerts of a steady stream's results and detections
+(`bench/store_bench.py`'s rows): a service's store after days or weeks, whose writes cost more.
+
 The last line printed is one JSON object (headline figures plus every run).
 """
 
@@ -21,7 +25,9 @@ import io
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -34,6 +40,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import fastavro
 import numpy as np
 from confluent_kafka import Consumer, Producer
+from store_bench import batches as steady_stream  # bench/ is the script's folder
 
 from models import features
 from models.registry import Registry
@@ -94,6 +101,28 @@ def topics(bootstrap: str, partitions: int) -> dict:
     return t
 
 
+def seed_store(path: Path, n_alerts: int) -> None:
+    """A store holding `n_alerts` alerts of a steady stream (store_bench's rows), its log folded in,
+    for every run to start from a copy of."""
+    store = Store(path)
+    step = max(n_alerts // 10, 1)
+    for i, (records, detections, _) in enumerate(steady_stream(n_alerts, 500, 0.1, 730.0, seed=0)):
+        store.upsert(records, detections)
+        if (i + 1) * 500 % step < 500:
+            log(f"  store seeded with {min((i + 1) * 500, n_alerts):,} of {n_alerts:,} alerts")
+    store.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def run_store(scratch: Path, name: str, seed: Path | None) -> str:
+    """A new store for one run: empty, or a copy of the seeded one."""
+    path = scratch / name
+    if seed is not None:
+        shutil.copyfile(seed, path)
+    return str(path)
+
+
 def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp.Queue) -> None:
     config = WorkerConfig(bootstrap=bootstrap, topic=t["topic"], group=t["group"],
                           output_topic=t["output_topic"], dead_letter_topic=t["dead_letter_topic"],
@@ -109,13 +138,21 @@ def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp
 
 
 def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list[bytes], batch: int,
-                latency_s: float, load: float, scratch: Path) -> dict:
+                latency_s: float, load: float, scratch: Path, seed: Path | None = None) -> dict:
     t = topics(bootstrap, 4)
-    store_path = str(scratch / f"{t['group']}.sqlite3")
+    store_path = run_store(scratch, f"{t['group']}.sqlite3", seed)
     store = Store(store_path)
     models = Registry().models
-    n_models = len(models)  # store.count(): every model's result per alert
     n_classifiers = sum(not m.is_anomaly for m in models.values())  # rows of the classifications table
+    # Results are counted by their ids (a range of the key: cheap on a seeded store of millions of
+    # rows, where COUNT(*) every 50 ms would take a core); the anomaly scores of an alert are written
+    # in the same transaction as its classifier rows.
+    probe = sqlite3.connect(store_path)
+    base = probe.execute("SELECT COALESCE(MAX(id), 0) FROM classifications").fetchone()[0]
+
+    def stored() -> int:
+        return probe.execute("SELECT COUNT(*) FROM classifications WHERE id > ?", (base,)).fetchone()[0]
+
     ctx = mp.get_context("spawn")
     results: mp.Queue = ctx.Queue()
     procs = [ctx.Process(target=worker_process, args=(bootstrap, t, store_path, batch, results), daemon=True)
@@ -135,21 +172,22 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list
     finally:
         for p in procs:
             os.kill(p.pid, signal.SIGCONT)
-    target = len(values) * n_models
+    target = len(values) * n_classifiers
     # Sustained rate: from the first stored result to the last (process start-up, model loading
     # and the group join are not throughput).
-    while (first := store.count()) == 0:
+    while (first := stored()) == 0:
         time.sleep(0.02)
     t0 = time.monotonic()
-    while store.count() < target:
+    while stored() < target:
         time.sleep(0.05)
     elapsed = time.monotonic() - t0
-    rate = (len(values) - first / n_models) / elapsed
+    probe.close()
+    rate = (len(values) - first / n_classifiers) / elapsed
     log(f"  {n_workers} worker(s): {len(values)} alerts in {elapsed:.1f} s = {rate:,.0f}/s")
 
     # latency: a paced stream below capacity
     n_lat = min(len(fresh), int(rate * load * latency_s))
-    last_id = len(values) * n_classifiers  # ids of the backlog's classification rows
+    last_id = base + len(values) * n_classifiers  # ids of the backlog's classification rows
     paced = threading.Thread(target=produce, args=(bootstrap, t["topic"], fresh[:n_lat]),
                              kwargs={"rate": rate * load, "warm_topic": t["warm_topic"]})
     paced.start()
@@ -189,14 +227,14 @@ def run_workers(bootstrap: str, n_workers: int, values: list[bytes], fresh: list
             "peak_rss_mb": round(max(s["peak_rss_mb"] for s in stats), 1)}
 
 
-def naive(bootstrap: str, values: list[bytes], scratch: Path) -> float:
+def naive(bootstrap: str, values: list[bytes], scratch: Path, seed: Path | None = None) -> float:
     """The straightforward loop: poll one message, fastavro-decode the whole packet, build its light
     curve, extract its features, run each model on one row, one DB transaction, produce."""
     t = topics(bootstrap, 4)
     produce(bootstrap, t["topic"], values)
     registry = Registry()
     schema = _shipped_schema(VERSION)
-    store = Store(str(scratch / f"naive-{t['group']}.sqlite3"))
+    store = Store(run_store(scratch, f"naive-{t['group']}.sqlite3", seed))
     consumer = Consumer(consumer_config(bootstrap, t["group"]))
     consumer.subscribe([t["topic"]])
     producer = Producer(producer_config(bootstrap))
@@ -244,6 +282,8 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--latency-load", type=float, default=1 / 3,
                         help="latency phase rate as a fraction of the measured capacity (default 1/3)")
+    parser.add_argument("--store-alerts", type=int, default=0,
+                        help="start every run's store holding this many alerts (default 0: empty)")
     args = parser.parse_args()
     settings = Settings()
     runs = []
@@ -251,22 +291,27 @@ def main() -> None:
     with broker(settings.kafka_bootstrap_servers, settings.kafka_cache_dir) as bootstrap, \
             tempfile.TemporaryDirectory(prefix="alert-bench-") as tmp:
         scratch = Path(tmp)
+        seed = None
+        if args.store_alerts > 0:
+            seed = scratch / "seed.sqlite3"
+            log(f"seeding a store with {args.store_alerts:,} alerts of a steady stream")
+            seed_store(seed, args.store_alerts)
         for history in args.histories:
             log(f"history {history}+{history} points: simulating {args.alerts} alerts")
             values = packets(args.alerts, history, seed=history)
             fresh = packets(args.alerts // 2, history, seed=history + 1)  # distinct ids for the latency phase
-            before = naive(bootstrap, values[:args.naive_alerts], scratch)
+            before = naive(bootstrap, values[:args.naive_alerts], scratch, seed)
             log(f"  naive loop: {before:,.0f}/s")
             measured = [run_workers(bootstrap, n, values, fresh, args.batch, args.latency_seconds,
-                                    args.latency_load, scratch) for n in args.workers]
-            after = naive(bootstrap, values[:args.naive_alerts], scratch)
+                                    args.latency_load, scratch, seed) for n in args.workers]
+            after = naive(bootstrap, values[:args.naive_alerts], scratch, seed)
             naive_rate = (before + after) / 2
             log(f"  naive loop again: {after:,.0f}/s (mean {naive_rate:,.0f}/s)")
             for run in measured:
                 run.update(history_points=history, naive_alerts_per_s=round(naive_rate, 1),
                            naive_before_after=[round(before, 1), round(after, 1)],
                            speedup_vs_naive=round(run["alerts_per_s"] / naive_rate, 2),
-                           alert_bytes=len(values[0]))
+                           alert_bytes=len(values[0]), store_alerts=args.store_alerts)
                 runs.append(run)
     print(f"{'hist':>5} {'workers':>7} {'alerts/s':>9} {'naive/s':>8} {'x':>5} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'RSS MB':>7}  stage us/alert")
