@@ -105,11 +105,12 @@ def seed_store(path: Path, n_alerts: int) -> None:
     """A store holding `n_alerts` alerts of a steady stream (store_bench's rows), its log folded in,
     for every run to start from a copy of."""
     store = Store(path)
-    step = max(n_alerts // 10, 1)
-    for i, (records, detections, _) in enumerate(steady_stream(n_alerts, 500, 0.1, 730.0, seed=0)):
+    done, step = 0, max(n_alerts // 10, 1)
+    for records, detections, _ in steady_stream(n_alerts, 500, 0.1, 730.0, seed=0):
         store.upsert(records, detections)
-        if (i + 1) * 500 % step < 500:
-            log(f"  store seeded with {min((i + 1) * 500, n_alerts):,} of {n_alerts:,} alerts")
+        done += len(detections)  # one detection an alert
+        if done % step < len(detections) or done == n_alerts:
+            log(f"  store seeded with {done:,} of {n_alerts:,} alerts")
     store.close()
     with sqlite3.connect(path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -51,10 +51,10 @@ def batches(n_alerts: int, batch: int, new_objects: float, days: float, seed: in
     objects = np.empty(0, dtype=np.int64)
     for start in range(0, n_alerts, batch):
         n = min(batch, n_alerts - start)
-        new = rng.random(n) < new_objects
-        new[:] = new | (len(objects) == 0)
+        # the first batch has no known objects to see again: all new
+        new = rng.random(n) < new_objects if len(objects) else np.ones(n, dtype=bool)
         fresh = rng.integers(1, 2**63 - 1, int(new.sum()), dtype=np.int64)
-        old = objects[rng.integers(0, max(len(objects), 1), n - len(fresh))] if len(objects) else fresh[:0]
+        old = objects[rng.integers(0, len(objects), n - len(fresh))] if len(objects) else fresh[:0]
         obj = np.empty(n, dtype=np.int64)
         obj[new], obj[~new] = fresh, old
         objects = np.concatenate([objects, fresh])
