@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import sqlite3
 import threading
 import weakref
@@ -25,6 +26,11 @@ from itertools import chain
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: SQLite's own locking alone
+    fcntl = None
 
 import numpy as np
 import orjson
@@ -148,6 +154,11 @@ WAL_BACKSTOP_PAGES = 20_000
 # -> 111-167 us an alert (64 MB: the same). Readers (API threads) keep the default: there may be
 # dozens of them.
 WRITER_CACHE_KIB = 32_768
+# Writers of one SQLite file take turns through an OS lock beside it (`<file>-writer.lock`) before
+# SQLite's own: a waiter sleeps in the kernel and wakes when the lock is free, where SQLite's busy
+# handler polls with sleeps of up to 100 ms. Two workers at 30+30 points waited 290-380 ms a run for
+# SQLite's lock, 200-250 for this one; 2,763 -> 2,856 alerts/s (five interleaved pairs, 4 higher).
+WRITER_LOCK_SUFFIX = "-writer.lock"
 # Rows per pruning step: each step is its own short transaction, so writers (the workers) interleave.
 PRUNE_BATCH = 5000
 
@@ -330,6 +341,7 @@ class Store(AnomalyTables):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._checkpointer: _Checkpointer | None = None
+        self._writer_fd: int | None = None
         with self._connection() as conn:
             self._migrate(conn)
 
@@ -410,6 +422,9 @@ class Store(AnomalyTables):
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._writer_fd is not None:
+            os.close(self._writer_fd)
+            self._writer_fd = None
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -429,7 +444,7 @@ class Store(AnomalyTables):
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise StoreRejected(f"a result cannot be stored ({type(exc).__name__}): {exc}") from exc
         self._start_checkpointer()
-        with self._lock, self._connection() as conn:
+        with self._lock, self._writers_turn(), self._connection() as conn:
             self._as_writer(conn)
             cur = conn.cursor()
             if detections:
@@ -462,6 +477,27 @@ class Store(AnomalyTables):
             cur.executemany(self._sql(upsert), rows)
         else:
             _insert_rows(cur, upsert, rows)
+
+    @contextmanager
+    def _writers_turn(self) -> Iterator[None]:
+        """SQLite: this process's turn among the file's writers (WRITER_LOCK_SUFFIX); call it under
+        `self._lock` (threads of one process share the descriptor, and so the lock). Where the OS
+        refuses the lock (a file system without flock), SQLite's own locking is all there is."""
+        if self.is_postgres or fcntl is None or self.dsn in ("", ":memory:"):
+            yield
+            return
+        try:
+            if self._writer_fd is None:
+                self._writer_fd = os.open(self.dsn + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.debug("no writers' lock beside %s (%s): SQLite's busy handler alone", self.dsn, exc)
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
 
     def _as_writer(self, conn) -> None:
         """SQLite: the writers' larger page cache (WRITER_CACHE_KIB), once per connection."""
@@ -505,7 +541,7 @@ class Store(AnomalyTables):
         if not counts:
             return
         rows = sorted((night, metric, int(n)) for (night, metric), n in counts.items())
-        with self._lock, self._connection() as conn:
+        with self._lock, self._writers_turn(), self._connection() as conn:
             conn.cursor().executemany(self._sql(ADD_NIGHTLY), rows)
 
     def nightly(self, start: str, end: str) -> dict[str, dict[str, int]]:

@@ -347,3 +347,28 @@ def test_sqlite_writers_get_the_larger_page_cache_and_readers_keep_the_default(t
     store.upsert([record(2)])
     assert cache_kib() == store_module.WRITER_CACHE_KIB and store.count() == 2
     store.close()
+
+
+def test_sqlite_writers_take_turns_through_the_lock_beside_the_file(tmp_path):
+    """While another process holds `<file>-writer.lock`, an upsert waits for it (in the kernel, not
+    in SQLite's polling busy handler) and then writes; its own turn ends with its transaction."""
+    import fcntl
+    import os
+    import threading
+    import time
+
+    path = str(tmp_path / "turns.sqlite3")
+    store = Store(path)
+    other = os.open(path + store_module.WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT)  # another writer
+    fcntl.flock(other, fcntl.LOCK_EX)
+    writer = threading.Thread(target=store.upsert, args=([record(1)],))
+    writer.start()
+    time.sleep(0.3)
+    assert writer.is_alive() and store.count() == 0  # waiting for its turn, nothing written yet
+    fcntl.flock(other, fcntl.LOCK_UN)
+    writer.join(10)
+    assert not writer.is_alive() and store.count() == 1
+    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again: the upsert's turn is over
+    fcntl.flock(other, fcntl.LOCK_UN)
+    os.close(other)
+    store.close()
