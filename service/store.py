@@ -154,6 +154,12 @@ WAL_BACKSTOP_PAGES = 20_000
 # -> 111-167 us an alert (64 MB: the same). Readers (API threads) keep the default: there may be
 # dozens of them.
 WRITER_CACHE_KIB = 32_768
+# The same connections keep their statement journals in memory (`temp_store=MEMORY`): each multi-row
+# upsert inside the batch's transaction journals the pages it changes, and past 64 KiB SQLite spills
+# that journal to a temporary file, one write call per page. Upsert 110 / 147 / 164 -> 88 / 121 / 133
+# us an alert at 100k / 200k / 300k alerts stored (`bench/store_bench.py`); a worker's store stage
+# 79 -> 71-74 us an alert (`bench/cpu_bench.py`, two interleaved pairs). Readers keep sorting big
+# query results in files.
 # Writers of one SQLite file take turns through an OS lock beside it (`<file>-writer.lock`) before
 # SQLite's own: a waiter sleeps in the kernel and wakes when the lock is free, where SQLite's busy
 # handler polls with sleeps of up to 100 ms. Two workers at 30+30 points waited 290-380 ms a run for
@@ -500,9 +506,11 @@ class Store(AnomalyTables):
             fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
 
     def _as_writer(self, conn) -> None:
-        """SQLite: the writers' larger page cache (WRITER_CACHE_KIB), once per connection."""
+        """SQLite: the writers' larger page cache (WRITER_CACHE_KIB) and statement journals in memory,
+        once per connection."""
         if not self.is_postgres and getattr(self._local, "writer", None) is not conn:
             conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            conn.execute("PRAGMA temp_store=MEMORY")
             self._local.writer = conn
 
     def _start_checkpointer(self) -> None:

@@ -324,28 +324,30 @@ def test_a_replayed_batch_updates_its_results_in_place(store):
 
 
 def test_sqlite_writers_get_the_larger_page_cache_and_readers_keep_the_default(tmp_path):
-    """The connection that upserts (a worker's sinks) caches WRITER_CACHE_KIB of pages; a reader
-    thread's connection keeps SQLite's default, and a writer's new connection gets it again."""
+    """The connection that upserts (a worker's sinks) caches WRITER_CACHE_KIB of pages and keeps its
+    temporary files in memory; a reader thread's connection keeps SQLite's defaults, and a writer's
+    new connection gets them again."""
     import threading
 
     store = Store(tmp_path / "cache.sqlite3")
 
-    def cache_kib() -> int:
+    def cache_kib() -> tuple[int, int]:
         with store._connection() as conn:
-            return -conn.execute("PRAGMA cache_size").fetchone()[0]
+            return (-conn.execute("PRAGMA cache_size").fetchone()[0],
+                    conn.execute("PRAGMA temp_store").fetchone()[0])
 
     default = cache_kib()
-    assert default < store_module.WRITER_CACHE_KIB
+    assert default[0] < store_module.WRITER_CACHE_KIB and default[1] != 2  # 2: MEMORY
     store.upsert([record(1)])
-    assert cache_kib() == store_module.WRITER_CACHE_KIB
-    seen: list[int] = []
+    assert cache_kib() == (store_module.WRITER_CACHE_KIB, 2)
+    seen: list[tuple[int, int]] = []
     reader = threading.Thread(target=lambda: (store.query(Query(limit=5)), seen.append(cache_kib())))
     reader.start()
     reader.join()
     assert seen == [default]
     store._discard(store._local.conn)  # a lost connection: the next upsert opens a fresh one
     store.upsert([record(2)])
-    assert cache_kib() == store_module.WRITER_CACHE_KIB and store.count() == 2
+    assert cache_kib() == (store_module.WRITER_CACHE_KIB, 2) and store.count() == 2
     store.close()
 
 
