@@ -154,10 +154,15 @@ def _prepare_batch(curves: Sequence[LightCurveLike]) -> tuple[list[_Prepared], _
     start = np.cumsum(counts) - counts  # of each segment in the batch
     local = start - np.repeat(offsets, n_bands)  # ... and within its curve
     present = counts > 0
+    # Sorting by segment as int16 takes NumPy's radix sort (a stream batch has < 5,461 curves)
+    segment = key.astype(np.int16) if len(counts) <= np.iinfo(np.int16).max else key
 
     def quantiles(values: np.ndarray, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
         """Per-segment quantiles [len(qs), segments] (NaN where empty) and maxima (0 where empty)."""
-        ordered = values[np.lexsort((values, key))]
+        # each segment's values in ascending order: by value (ties are equal values, so any order
+        # of them will do), then stably by segment; a third of np.lexsort's time
+        by_value = np.argsort(values)
+        ordered = values[by_value[np.argsort(segment[by_value], kind="stable")]]
         pos = (local + np.asarray(qs, np.float64)[:, None] * np.maximum(counts - 1, 0))[:, present]
         lo = np.floor(pos).astype(np.int64)
         hi = np.maximum(np.minimum(lo + 1, (local + counts - 1)[present]), lo)

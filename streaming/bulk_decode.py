@@ -273,11 +273,13 @@ def curves_from_points(sid: np.ndarray, t: np.ndarray, flux: np.ndarray, err: np
     points dropped and counted; sorted by time)."""
     n = len(counts)
     owner = np.concatenate([np.arange(n), np.repeat(np.arange(n), counts)])
-    starts = np.cumsum(counts) - counts
-    position = np.concatenate([np.zeros(n, np.int64),
-                               np.arange(len(sid) - n) - np.repeat(starts, counts) + 1])
 
-    order = np.lexsort((position, sid, owner))  # an object's repeated id: the first one counts
+    # The rows are in (owner, position) order already (the diaSources first, each at position 0), so
+    # stable sorts by id and then by owner order them as np.lexsort((position, sid, owner)) would; an
+    # owner as int16 takes NumPy's radix sort. Half of lexsort's time.
+    by_owner = owner.astype(np.int16) if n <= np.iinfo(np.int16).max else owner
+    by_sid = np.argsort(sid, kind="stable")
+    order = by_sid[np.argsort(by_owner[by_sid], kind="stable")]  # an object's repeated id: the first counts
     first = np.ones(len(sid), bool)
     first[order[1:]] = (owner[order[1:]] != owner[order[:-1]]) | (sid[order[1:]] != sid[order[:-1]])
     with np.errstate(invalid="ignore"):
@@ -289,7 +291,8 @@ def curves_from_points(sid: np.ndarray, t: np.ndarray, flux: np.ndarray, err: np
     dropped = np.bincount(owner[first & ~usable], minlength=n)
 
     rows = np.flatnonzero(kept)
-    rows = rows[np.lexsort((position[rows], t[rows], owner[rows]))]  # by time, ties in packet order
+    by_time = rows[np.argsort(t[rows], kind="stable")]  # as above: ties stay in packet order
+    rows = by_time[np.argsort(by_owner[by_time], kind="stable")]
     bounds = np.concatenate([[0], np.cumsum(np.bincount(owner[rows], minlength=n))])
     t, flux, err, band, sid = t[rows], flux[rows], err[rows], band[rows].astype(np.int8), sid[rows]
     return [LightCurve(t[a:b], flux[a:b], err[a:b], band[a:b], n_input=int(counts[k] + 1),
