@@ -73,7 +73,7 @@ def score_row(r: ClassificationRecord) -> tuple:
 
 
 class AnomalyTables:
-    """Needs `_connection`, `_sql`, `_upsert_rows` and `_lock` (Store)."""
+    """Needs `_connection`, `_writing`, `_sql` and `_upsert_rows` (Store)."""
 
     def _upsert_scores(self, cur, records: Sequence[ClassificationRecord]) -> None:
         self._upsert_rows(cur, UPSERT_SCORE, [score_row(r) for r in records])
@@ -205,7 +205,7 @@ class AnomalyTables:
     def add_feedback(self, dia_object_id: int, label: str) -> None:
         if label not in LABELS:
             raise ValueError(f"label must be one of {LABELS}, not {label!r}")
-        with self._lock, self._connection() as conn:
+        with self._writing() as conn:
             conn.cursor().execute(self._sql(UPSERT_FEEDBACK), (dia_object_id, label, int(time.time() * 1000)))
 
     def count_feedback(self) -> int:

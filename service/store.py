@@ -154,12 +154,6 @@ WAL_BACKSTOP_PAGES = 20_000
 # -> 111-167 us an alert (64 MB: the same). Readers (API threads) keep the default: there may be
 # dozens of them.
 WRITER_CACHE_KIB = 32_768
-# The same connections keep their statement journals in memory (`temp_store=MEMORY`): each multi-row
-# upsert inside the batch's transaction journals the pages it changes, and past 64 KiB SQLite spills
-# that journal to a temporary file, one write call per page. Upsert 110 / 147 / 164 -> 88 / 121 / 133
-# us an alert at 100k / 200k / 300k alerts stored (`bench/store_bench.py`); a worker's store stage
-# 79 -> 71-74 us an alert (`bench/cpu_bench.py`, two interleaved pairs). Readers keep sorting big
-# query results in files.
 # Writers of one SQLite file take turns through an OS lock beside it (`<file>-writer.lock`) before
 # SQLite's own: a waiter sleeps in the kernel and wakes when the lock is free, where SQLite's busy
 # handler polls with sleeps of up to 100 ms. Two workers at 30+30 points waited 290-380 ms a run for
@@ -450,7 +444,7 @@ class Store(AnomalyTables):
         except (ValueError, TypeError, KeyError, OverflowError) as exc:
             raise StoreRejected(f"a result cannot be stored ({type(exc).__name__}): {exc}") from exc
         self._start_checkpointer()
-        with self._lock, self._writers_turn(), self._connection() as conn:
+        with self._writing() as conn:
             self._as_writer(conn)
             cur = conn.cursor()
             if detections:
@@ -485,31 +479,45 @@ class Store(AnomalyTables):
             _insert_rows(cur, upsert, rows)
 
     @contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """A write transaction: one thread of this Store at a time, then this process's turn among
+        the file's writers (`_writers_turn`). Every write goes through it."""
+        with self._lock, self._writers_turn(), self._connection() as conn:
+            yield conn
+
+    @contextmanager
     def _writers_turn(self) -> Iterator[None]:
-        """SQLite: this process's turn among the file's writers (WRITER_LOCK_SUFFIX); call it under
-        `self._lock` (threads of one process share the descriptor, and so the lock). Where the OS
+        """SQLite: this process's turn among the file's writers (WRITER_LOCK_SUFFIX), under
+        `self._lock` (threads of one Store share the descriptor, and so the lock). Where the OS
         refuses the lock (a file system without flock), SQLite's own locking is all there is."""
-        if self.is_postgres or fcntl is None or self.dsn in ("", ":memory:"):
+        locked = self._take_writers_lock()
+        try:
             yield
-            return
+        finally:
+            if locked:
+                fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+
+    def _take_writers_lock(self) -> bool:
+        if self.is_postgres or fcntl is None or self.dsn in ("", ":memory:"):
+            return False
         try:
             if self._writer_fd is None:
                 self._writer_fd = os.open(self.dsn + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
         except OSError as exc:
             log.debug("no writers' lock beside %s (%s): SQLite's busy handler alone", self.dsn, exc)
-            yield
-            return
-        try:
-            yield
-        finally:
-            fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
+            return False
+        return True
 
     def _as_writer(self, conn) -> None:
         """SQLite: the writers' larger page cache (WRITER_CACHE_KIB) and statement journals in memory,
         once per connection."""
         if not self.is_postgres and getattr(self._local, "writer", None) is not conn:
             conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
+            # Each multi-row upsert in a batch's transaction journals the pages it changes, and past
+            # 64 KiB SQLite spills that journal to a temporary file, a write call per page: in memory,
+            # upsert 110 / 147 / 164 -> 88 / 121 / 133 us an alert at 100-300k alerts stored
+            # (bench/store_bench.py). Readers keep sorting big query results in files.
             conn.execute("PRAGMA temp_store=MEMORY")
             self._local.writer = conn
 
@@ -549,7 +557,7 @@ class Store(AnomalyTables):
         if not counts:
             return
         rows = sorted((night, metric, int(n)) for (night, metric), n in counts.items())
-        with self._lock, self._writers_turn(), self._connection() as conn:
+        with self._writing() as conn:
             conn.cursor().executemany(self._sql(ADD_NIGHTLY), rows)
 
     def nightly(self, start: str, end: str) -> dict[str, dict[str, int]]:
@@ -618,7 +626,7 @@ class Store(AnomalyTables):
         before `before_mjd`, oldest first, `batch` rows per transaction; yields the rows deleted by
         each step."""
         while True:
-            with self._lock, self._connection() as conn:
+            with self._writing() as conn:
                 cur = conn.cursor()
                 cur.execute(self._sql("SELECT id FROM classifications WHERE mjd < ? ORDER BY mjd LIMIT ?"),
                             (before_mjd, batch))
@@ -630,7 +638,7 @@ class Store(AnomalyTables):
                 cur.execute(self._sql(f"DELETE FROM classifications WHERE id IN ({marks})"), ids)
             yield len(ids)
         while True:
-            with self._lock, self._connection() as conn:
+            with self._writing() as conn:
                 deleted = self._prune_scores(conn.cursor(), before_mjd, batch)
             if not deleted:
                 return
@@ -644,7 +652,7 @@ class Store(AnomalyTables):
         highest = 2**63 - 1
         lower, bound = -(2**63), "dia_object_id >= ?"  # the first step includes the lowest id
         while True:
-            with self._lock, self._connection() as conn:
+            with self._writing() as conn:
                 cur = conn.cursor()
                 # the object `batch` rows further in key order closes this step's range
                 cur.execute(self._sql(f"SELECT dia_object_id FROM sources WHERE {bound} "
