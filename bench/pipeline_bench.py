@@ -130,7 +130,8 @@ def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp
                           batch_size=batch, feature_threads=Settings().feature_threads)
     worker = Worker(config, Registry(), Store(store_path))
     worker.install_signal_handlers()
-    settle()  # as `alert-classifier worker` does
+    features.warm_up()
+    settle()  # as `alert-classifier worker` does (`service.runtime.make_worker`)
     stats = worker.run()
     with open("/proc/self/status") as fh:
         hwm = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
