@@ -50,7 +50,8 @@ def one_round(values: list[bytes], offset: int, batch: int, decoder: Decoder, re
     for start in range(0, len(messages), batch):
         part = messages[start:start + batch]
         c0 = time.process_time()
-        outcome = process_batch(part, decoder, registry, history=store, feature_threads=feature_threads)
+        outcome = process_batch(part, decoder, registry, history=store, feature_threads=feature_threads,
+                                feature_chunk=None)  # a worker in its own process: one call a batch
         c1 = time.process_time()
         store.upsert(outcome.records, outcome.detections)
         c2 = time.process_time()

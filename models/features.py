@@ -373,20 +373,23 @@ def warm_up() -> None:
         log.info("feature kernels compiled in %.1f s (numba caches them: later starts take ~0.3 s)", took)
 
 
-def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1) -> np.ndarray:
+# Curves per call of a Rust extractor. A call holds the GIL throughout, so an HTTP server's event
+# loop sharing the process would wait for all of a 500-curve batch (~200 ms); calls of 32 curves
+# keep that wait ~10 ms. Each call also starts and stops its own threads (n_jobs of them): a stream
+# worker alone in its process makes one call per extractor for the whole batch (chunk=None).
+MANY_CHUNK = 32
+
+
+def extract(curves: Sequence[LightCurveLike], *, n_jobs: int = 1, chunk: int | None = MANY_CHUNK
+            ) -> np.ndarray:
     """Features of many light curves: float32 [len(curves), len(FEATURE_NAMES)], NaN where undefined.
 
-    The Rust extractors run once over the whole batch (`many`), in parallel when n_jobs > 1.
+    The Rust extractors run over the batch (`many`) `chunk` curves a call (None: all in one call),
+    in parallel when n_jobs > 1.
     """
     # Undefined features (0/0, log of 0, overflow) are NaN by design: no warning per alert in the logs.
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _extract(curves, n_jobs)
-
-
-# Curves per call of a Rust extractor: it holds the GIL for the whole call, so an HTTP server's
-# event loop sharing the process would wait for all of a 500-curve batch (~200 ms); chunks of 32
-# keep that wait ~10 ms at no measurable cost (bench/feature_bench.py).
-MANY_CHUNK = 32
+        return _extract(curves, n_jobs, chunk or max(len(curves), 1))
 
 
 def grid_powers(baselines_d: np.ndarray) -> np.ndarray:
@@ -398,8 +401,8 @@ def grid_powers(baselines_d: np.ndarray) -> np.ndarray:
     return np.clip(power, GRID_POWERS[0], GRID_POWERS[-1]).astype(np.int64)
 
 
-def periodogram_peaks(t: np.ndarray, f: np.ndarray, err: np.ndarray, bounds: np.ndarray, n_jobs: int = 1
-                      ) -> np.ndarray:
+def periodogram_peaks(t: np.ndarray, f: np.ndarray, err: np.ndarray, bounds: np.ndarray, n_jobs: int = 1,
+                      chunk: int = MANY_CHUNK) -> np.ndarray:
     """(period, signal-to-noise) of the N_PEAKS highest peaks of each curve (curve k: points
     bounds[k]:bounds[k + 1] of t, f, err), each on its baseline's grid (curves sharing a grid in one
     call); NaN for curves under MIN_POINTS_PERIOD. Powers computed in float32: ~35% faster than
@@ -418,7 +421,7 @@ def periodogram_peaks(t: np.ndarray, f: np.ndarray, err: np.ndarray, bounds: np.
         chosen = idx[powers == power]
         single = [(t32[a:b], f32[a:b], err32[a:b])
                   for a, b in zip(bounds[chosen].tolist(), bounds[chosen + 1].tolist(), strict=True)]
-        found = _many(_PERIODOGRAMS[power], single, n_jobs).astype(np.float64)
+        found = _many(_PERIODOGRAMS[power], single, n_jobs, chunk).astype(np.float64)
         # a peak is a grid point: its period from the float64 grid, as a float64 periodogram gives it
         grid = PERIOD_GRIDS[power]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -429,13 +432,13 @@ def periodogram_peaks(t: np.ndarray, f: np.ndarray, err: np.ndarray, bounds: np.
     return out
 
 
-def _many(extractor, items: list, n_jobs: int) -> np.ndarray:
-    return np.concatenate([extractor.many(items[i:i + MANY_CHUNK], fill_value=np.nan, sorted=True,
+def _many(extractor, items: list, n_jobs: int, chunk: int) -> np.ndarray:
+    return np.concatenate([extractor.many(items[i:i + chunk], fill_value=np.nan, sorted=True,
                                           check=False, n_jobs=n_jobs)
-                           for i in range(0, len(items), MANY_CHUNK)])
+                           for i in range(0, len(items), chunk)])
 
 
-def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
+def _extract(curves: Sequence[LightCurveLike], n_jobs: int, chunk: int) -> np.ndarray:
     n = len(curves)
     out = np.full((n, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
     if n == 0:
@@ -446,10 +449,10 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
 
     shape_idx = [i for i, (t, _, _) in enumerate(std) if len(t) >= MIN_POINTS_SHAPE]
     if shape_idx:
-        out[shape_idx, :len(SHAPE_NAMES)] = _many(_SHAPE, [std[i] for i in shape_idx], n_jobs)
+        out[shape_idx, :len(SHAPE_NAMES)] = _many(_SHAPE, [std[i] for i in shape_idx], n_jobs, chunk)
 
     # (period, signal-to-noise) per peak
-    periods = periodogram_peaks(batch.t, batch.std_flux, batch.std_err, batch.bounds, n_jobs)
+    periods = periodogram_peaks(batch.t, batch.std_flux, batch.std_err, batch.bounds, n_jobs, chunk)
     # Reference band for the supernova fit: the one with most points, scaled by its largest |flux|.
     ref = []
     for k, b in enumerate(batch.counts.argmax(axis=1).tolist()):
@@ -461,7 +464,7 @@ def _extract(curves: Sequence[LightCurveLike], n_jobs: int) -> np.ndarray:
     bazin_idx = [i for i, r in enumerate(ref) if len(r[0]) >= 6]
     bazin = np.full((n, 6), np.nan)
     if bazin_idx:
-        bazin[bazin_idx] = _many(_BAZIN, [ref[i] for i in bazin_idx], n_jobs)
+        bazin[bazin_idx] = _many(_BAZIN, [ref[i] for i in bazin_idx], n_jobs, chunk)
 
     # NaN peaks (too few points) give no candidates, so NaN features
     col = len(SHAPE_NAMES)

@@ -122,7 +122,7 @@ def _start_worker(state: AppState) -> None:
     metrics = state.metrics
     try:
         worker = make_worker(state.settings, state.bootstrap, registry=state.registry, store=state.store,
-                             observer=metrics.observe_batch)
+                             observer=metrics.observe_batch, beside_http=True)
     except AlertClassifierError as exc:
         # The API stays up and readiness says why (e.g. the cluster refuses our credentials).
         state.worker_error = f"the worker could not start: {exc}"

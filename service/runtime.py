@@ -41,9 +41,12 @@ def make_decoder(settings: Settings) -> Decoder:
 
 
 def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None = None,
-                store: Store | None = None, observer: BatchObserver | None = None) -> Worker:
+                store: Store | None = None, observer: BatchObserver | None = None,
+                beside_http: bool = False) -> Worker:
     """A worker on the alert cluster (`bootstrap`), publishing to the output cluster. Raises
-    BrokerError at once, saying which setting, when either cluster refuses our credentials."""
+    BrokerError at once, saying which setting, when either cluster refuses our credentials.
+    `beside_http`: it runs inside the HTTP server's process, whose event loop must not wait for a
+    whole batch's feature calls."""
     security, output_security = settings.input_security(), settings.output_security()
     output_bootstrap = settings.output_bootstrap(bootstrap)
     if output_bootstrap == bootstrap and output_security == security:
@@ -60,7 +63,8 @@ def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None
                           stall_after_s=settings.stall_after_s, security=security,
                           output_bootstrap=output_bootstrap, output_security=output_security,
                           auto_offset_reset=settings.kafka_auto_offset_reset,
-                          feature_threads=settings.feature_threads)
+                          feature_threads=settings.feature_threads,
+                          feature_chunk=features.MANY_CHUNK if beside_http else None)
     features.warm_up()
     return Worker(config, registry or Registry(extra=settings.retrained_models_dir),
                   store or Store(settings.store_location), make_decoder(settings), observer)

@@ -100,8 +100,8 @@ def result_object(alert: Alert, results: Sequence[Result]) -> dict:
 
 
 def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Registry,
-                  *, forced: bool = False, history: History | None = None, feature_threads: int = 1
-                  ) -> BatchOutcome:
+                  *, forced: bool = False, history: History | None = None, feature_threads: int = 1,
+                  feature_chunk: int | None = features.MANY_CHUNK) -> BatchOutcome:
     out = BatchOutcome()
     t0 = time.perf_counter()
     values = [m.value for m in messages]
@@ -121,7 +121,7 @@ def process_batch(messages: Sequence[Message], decoder: Decoder, registry: Regis
                           if not a.previous_count and not c.n_stored)
     t2 = time.perf_counter()
     try:
-        X = features.extract(curves, n_jobs=feature_threads)
+        X = features.extract(curves, n_jobs=feature_threads, chunk=feature_chunk)
     except Exception:  # noqa: BLE001 - a poison light curve: isolate it, the rest go on
         X = None
     t3 = time.perf_counter()

@@ -12,6 +12,7 @@ from models.features import (
     BANDS,
     FEATURE_NAMES,
     GRID_POWERS,
+    MANY_CHUNK,
     N_PEAKS,
     PERIOD_GRID,
     PERIOD_GRIDS,
@@ -302,6 +303,10 @@ def test_the_extractors_threads_change_no_feature():
     one, three = extract(curves, n_jobs=1), extract(curves, n_jobs=3)
     assert np.array_equal(one, three, equal_nan=True)
     assert np.isfinite(one).sum() > len(curves) * 20
+    # nor the curves per call: a stream worker gives its whole batch to one call, HTTP 32 at a time
+    assert len(curves) > MANY_CHUNK
+    for chunk in (None, 5):
+        assert np.array_equal(extract(curves, n_jobs=2, chunk=chunk), one, equal_nan=True)
 
 
 def test_a_curve_drawn_from_a_template_fits_that_template_best():
