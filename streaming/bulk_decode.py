@@ -45,6 +45,7 @@ import polars as pl
 from polars.exceptions import PanicException
 
 from models.errors import DecodeError, InvalidValue
+from models.features import radix_sortable
 from streaming.decode import (
     HEADER,
     MAGIC,
@@ -275,9 +276,8 @@ def curves_from_points(sid: np.ndarray, t: np.ndarray, flux: np.ndarray, err: np
     owner = np.concatenate([np.arange(n), np.repeat(np.arange(n), counts)])
 
     # The rows are in (owner, position) order already (the diaSources first, each at position 0), so
-    # stable sorts by id and then by owner order them as np.lexsort((position, sid, owner)) would; an
-    # owner as int16 takes NumPy's radix sort. Half of lexsort's time.
-    by_owner = owner.astype(np.int16) if n <= np.iinfo(np.int16).max else owner
+    # stable sorts by id and then by owner order them as np.lexsort((position, sid, owner)) would.
+    by_owner = radix_sortable(owner, n)
     by_sid = np.argsort(sid, kind="stable")
     order = by_sid[np.argsort(by_owner[by_sid], kind="stable")]  # an object's repeated id: the first counts
     first = np.ones(len(sid), bool)

@@ -67,10 +67,10 @@ class WorkerConfig:
     output_security: KafkaSecurity | None = None
     auto_offset_reset: str = "earliest"  # where a new consumer group starts
     # light-curve's extractors hold the GIL through a call; on 2 threads that stretch of a batch
-    # halves when a core is free (bench: 1 worker +22%, 2 workers on 2 cores ~+6%, same CPU)
+    # halves when a core is free (bench: 1 worker +22%; 2 workers on 2 cores the same either way)
     feature_threads: int = 2
     # Curves per call of those extractors (None: the whole batch). Each call holds the GIL and starts
-    # its threads: a worker alone in its process makes one call per batch (2 workers on 2 cores +6%
+    # its threads: a worker alone in its process makes one call per batch (2 workers on 2 cores +7.8%
     # against calls of 32 curves); a worker inside the HTTP server's process keeps them short.
     feature_chunk: int | None = None
 
