@@ -19,7 +19,7 @@ RUN pip install -c constraints.txt .
 USER app
 # The feature kernels compiled once into the image (numba's cache in the user's home: the installed
 # package is read-only), not at every start; from /tmp so that the installed package is the one compiled
-RUN cd /tmp && python -c "from models import features; features.warm_up()"
+RUN cd /tmp && python -c "from service.runtime import compile_kernels; compile_kernels()"
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
   CMD python -c "import urllib.request, sys; urllib.request.urlopen('http://127.0.0.1:8000/livez', timeout=2)" || exit 1

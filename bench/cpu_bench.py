@@ -27,9 +27,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pipeline_bench import log, packets
 
-from models import features
 from models.registry import Registry
-from service.runtime import settle
+from service.runtime import compile_kernels, settle
 from service.settings import Settings
 from service.store import Store
 from streaming.decode import Decoder
@@ -86,7 +85,7 @@ def main() -> None:
         create_topics(bootstrap, ["cpu-bench-out", "cpu-bench-dlq"], 4)
         publisher = Publisher(bootstrap, "cpu-bench-out", "cpu-bench-dlq", broker_version="bench")
         registry, decoder = Registry(), Decoder()
-        features.warm_up()
+        compile_kernels()
         settle()
         for r in range(args.rounds):
             store = Store(str(Path(tmp) / f"round-{r}.sqlite3"))  # a fresh store: every round alike

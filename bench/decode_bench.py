@@ -1,6 +1,6 @@
 """Decode throughput, one core: alerts/s for 0, 30 and 300 history points (+ as many forced points,
 three 9 kB cutouts, every diaSource field filled), fastavro vs our per-message decoder (cavro), full
-vs lean, and the stream's bulk columnar decoder (polars; light curves of the detections included)
+vs lean, and the stream's bulk decoder (compiled per schema; light curves of the detections included)
 against the lean decoder plus the same light curves.
 
     .venv/bin/python bench/decode_bench.py [--repeats 7]

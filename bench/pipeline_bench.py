@@ -44,7 +44,7 @@ from store_bench import batches as steady_stream  # bench/ is the script's folde
 
 from models import features
 from models.registry import Registry
-from service.runtime import settle
+from service.runtime import compile_kernels, settle
 from service.settings import Settings
 from service.store import Query, Store
 from streaming import kafka
@@ -130,7 +130,7 @@ def worker_process(bootstrap: str, t: dict, store_path: str, batch: int, out: mp
                           batch_size=batch, feature_threads=Settings().feature_threads)
     worker = Worker(config, Registry(), Store(store_path))
     worker.install_signal_handlers()
-    features.warm_up()
+    compile_kernels()
     settle()  # as `alert-classifier worker` does (`service.runtime.make_worker`)
     stats = worker.run()
     with open("/proc/self/status") as fh:

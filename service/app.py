@@ -22,11 +22,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models import features
 from models.errors import AlertClassifierError
 from models.registry import Registry
 from service.metrics import Metrics
-from service.runtime import make_decoder, make_worker, package_version, settle
+from service.runtime import compile_kernels, make_decoder, make_worker, package_version, settle
 from service.settings import Settings
 from service.store import Store
 from streaming.consumer import Worker
@@ -77,7 +76,7 @@ def create_app(settings: Settings | None = None, *, consume: bool = False,
         for name, model in state.registry.models.items():
             model.on_inference = _inference_observer(state.metrics, name)
         app.state.core = state
-        features.warm_up()
+        compile_kernels()
         settle()  # a full collection during a request would otherwise walk all of start-up (~tens of ms)
         with contextlib.ExitStack() as stack:
             if consume:

@@ -9,6 +9,7 @@ from models import features
 from models.registry import Registry
 from service.settings import Settings
 from service.store import Store
+from streaming import bulk_decode
 from streaming.consumer import BatchObserver, Worker, WorkerConfig
 from streaming.decode import Decoder
 from streaming.kafka import create_topics
@@ -19,6 +20,13 @@ def package_version() -> str:
         return version("alert-classifier")
     except PackageNotFoundError:
         return "0.0.0+local"
+
+
+def compile_kernels() -> None:
+    """Compile numba's kernels (the feature groups and template fits, the bulk decoder's reader) or
+    read them from its cache, so that the first batch or request is not the one that waits."""
+    features.warm_up()
+    bulk_decode.warm_up()
 
 
 GC_THRESHOLD = (100_000, 10, 10)  # young-generation allocations; the older generations' defaults
@@ -65,6 +73,6 @@ def make_worker(settings: Settings, bootstrap: str, *, registry: Registry | None
                           auto_offset_reset=settings.kafka_auto_offset_reset,
                           feature_threads=settings.feature_threads,
                           feature_chunk=features.MANY_CHUNK if beside_http else None)
-    features.warm_up()
+    compile_kernels()
     return Worker(config, registry or Registry(extra=settings.retrained_models_dir),
                   store or Store(settings.store_location), make_decoder(settings), observer)

@@ -1,51 +1,32 @@
-"""Bulk columnar decode: a batch of Confluent-framed Avro packets -> alerts with their light curves.
+"""Bulk decode: a batch of Confluent-framed Avro packets -> alerts with their light curves.
 
-The stream's hot path. Packets that share a shipped schema id are one Avro object-container block
-waiting to happen: header (`Obj\\x01`, the schema, codec null, a sync marker), then one block of the
-bodies, framing stripped. `polars.read_avro` reads that block column-wise in Rust (~4x faster than
-the per-record decoder, bench/decode_bench.py), and each light curve comes straight from the
-columns: the history lists exploded into flat arrays, deduplicated, checked and sorted once for the
-whole batch, then cut per alert. The result equals `Decoder.decode` + `light_curve` exactly
+The stream's hot path. A packet's body carries ~100 fields for each detection of its history, and a
+light curve needs five of them. `avro_columns` compiles each shipped schema once into a program that
+reads those fields, and the few the alert itself needs, from every body of a batch in one compiled
+loop, stepping over the rest where they lie (no copy of the bodies); each light curve then comes
+straight from the columns: the history flattened, deduplicated, checked and sorted once for the whole
+batch, then cut per alert. The result equals `Decoder.decode` + `light_curve` exactly
 (tests/test_bulk_decode.py checks every shipped schema version).
 
-Two safeguards, because one corrupt body must not spoil or shift its neighbours:
-- every body is followed by an 8-byte marker, read back as the last field of the record: a body
-  with bytes left over (or missing) misaligns the marker, and that packet and the ones after it are
-  decoded again without it (the bad one per message, which names the fault);
-- when polars cannot read a block at all, it is split in halves until the bad packet is alone, and
-  small groups are decoded per message: only the bad packet becomes a dead letter. (Some corrupt
-  blocks make polars' Rust code panic: caught like an error, but Rust prints the panic on stderr.)
-
-JSON, unframed and registry-resolved packets take the per-message path (`Decoder.decode`).
+One corrupt body must not spoil its neighbours: the compiled reader checks each body as it reads it
+and rejects any it cannot read exactly (bytes short or left over, a bad union branch, length or
+varint), and a rejected packet is decoded alone by the full reader, which names what is wrong with
+it: only the bad packet becomes a dead letter. JSON, unframed and registry-resolved packets take the
+per-message path (`Decoder.decode`).
 """
 
 from __future__ import annotations
 
-import copy
-import io
-import json
 import logging
-import os
 from collections.abc import Sequence
 from functools import cache
 from itertools import pairwise
 
-# One thread per process, as for onnxruntime: workers scale out as processes, and polars' own pool
-# (a thread per core) fought the other worker over 2 cores: 2 workers at 30+30 points 609 / 665 ->
-# 768 / 777 alerts/s, decode 711 / 569 -> 500 / 529 us per alert (bench/pipeline_bench.py, two
-# interleaved pairs). Polars reads it once, when first imported.
-os.environ.setdefault("POLARS_MAX_THREADS", "1")
-# Polars' allocator (jemalloc) handed a batch's freed pages back to the kernel before the next batch
-# took them again: ~8 page faults an alert, ~20 us of kernel time. jemalloc's own defaults (unused
-# pages kept 10 s) reuse them; an idle worker still gives them back. Read when polars first allocates.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:10000,muzzy_decay_ms:10000")
-
 import numpy as np
-import polars as pl
-from polars.exceptions import PanicException
 
 from models.errors import DecodeError, InvalidValue
 from models.features import radix_sortable
+from streaming import avro_columns
 from streaming.decode import (
     HEADER,
     MAGIC,
@@ -59,87 +40,41 @@ from streaming.decode import (
     field_names,
     shipped_versions,
 )
-from streaming.lightcurve import BAND_INDEX, FLUX_MAX_NJY, LightCurve, light_curve
+from streaming.lightcurve import BAND_INDEX, BANDS, FLUX_MAX_NJY, LightCurve, light_curve
 
-END_FIELD = "_endMarker"
-END_MARKER = b"\xa5\x17\x3c\xe2\x5a\x0f\xd1\x96"  # no proper prefix is also a suffix: shifts show
-SYNC = b"alert-classifier"  # 16 bytes; any value works in a container we write and read ourselves
-SMALL_GROUP = 4  # an unreadable block this small is decoded per message
 log = logging.getLogger(__name__)
-MAX_BLOCK_BYTES = 64 * 1024 * 1024
+HISTORY = "prvDiaSources"
+# what an alert and each point of its light curve need, by `FieldNames` attribute where the name
+# changed between schema versions
+_SOURCE_FIELDS = ("diaSourceId", "diaObjectId", "ra", "dec", "time", "band", "flux", "flux_err")
+_POINT_FIELDS = ("diaSourceId", "time", "flux", "flux_err", "band")
 
 
-def _zigzag(n: int) -> bytes:
-    """Avro's long encoding: zigzag, then a little-endian base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _avro_bytes(b: bytes) -> bytes:
-    return _zigzag(len(b)) + b
-
-
-def _written_out(definition: dict) -> dict:
-    """The schema with every reference to a named type replaced by a full copy of that type, each
-    copy renamed: polars' reader rejects references back to a named type (Rubin's `prvDiaSources`
-    items are `lsst.v11_1.diaSource`)."""
-    named: dict[str, dict] = {}
-    copies = 0
-
-    def full_name(name: str, namespace: str | None) -> str:
-        return name if "." in name or not namespace else f"{namespace}.{name}"
-
-    def walk(t, namespace):
-        nonlocal copies
-        if isinstance(t, str):
-            found = named.get(full_name(t, namespace)) or named.get(t)
-            if found is None:
-                return t  # a primitive
-            copies += 1
-            dup = copy.deepcopy(found)
-            dup["name"] = f"{dup['name'].rsplit('.', 1)[-1]}_copy{copies}"
-            return dup
-        if isinstance(t, list):
-            return [walk(x, namespace) for x in t]
-        t = dict(t)
-        kind = t.get("type")
-        if kind in ("record", "enum", "fixed"):
-            ns = t.get("namespace", namespace)
-            if kind == "record":
-                t["fields"] = [dict(f, type=walk(f["type"], ns)) for f in t["fields"]]
-            named[full_name(t["name"], ns)] = t
-        elif kind == "array":
-            t["items"] = walk(t["items"], namespace)
-        elif kind == "map":
-            t["values"] = walk(t["values"], namespace)
-        return t
-
-    return walk(definition, definition.get("namespace"))
+def _named(names: FieldNames, field: str) -> str:
+    return getattr(names, field, field)
 
 
 @cache
-def _container_header(version: SchemaVersion) -> bytes:
-    schema = _written_out(_shipped_definition(version))
-    schema["fields"].append({"name": END_FIELD, "type": {"type": "fixed", "name": "EndMarker",
-                                                        "size": len(END_MARKER)}})
-    meta = (_zigzag(2) + _avro_bytes(b"avro.schema") + _avro_bytes(json.dumps(schema).encode())
-            + _avro_bytes(b"avro.codec") + _avro_bytes(b"null") + _zigzag(0))
-    return b"Obj\x01" + meta + SYNC
+def _program(version: SchemaVersion) -> avro_columns.Program:
+    names = field_names(version)
+    definition = _shipped_definition(version)
+    source = next(f["type"] for f in definition["fields"] if f["name"] == "diaSource")
+    present = {f["name"] for f in source["fields"]}  # diaObjectId: not in every version
+    wanted = [(names.alert_id,)]
+    wanted += [("diaSource", _named(names, f)) for f in _SOURCE_FIELDS if _named(names, f) in present]
+    wanted += [(HISTORY, "*", _named(names, f)) for f in _POINT_FIELDS]
+    return avro_columns.compile_schema(definition, wanted, HISTORY, BANDS)
 
 
-def _read_block(version: SchemaVersion, bodies: list[memoryview], columns: list[str]) -> pl.DataFrame:
-    pieces = [b""] * (2 * len(bodies))
-    pieces[0::2] = bodies
-    pieces[1::2] = [END_MARKER] * len(bodies)
-    length = sum(len(b) for b in bodies) + len(END_MARKER) * len(bodies)
-    # one copy of the bodies (this batch can be 100 MB with the cutouts)
-    container = b"".join([_container_header(version), _zigzag(len(bodies)), _zigzag(length), *pieces, SYNC])
-    return pl.read_avro(io.BytesIO(container), columns=columns)
+def warm_up() -> None:
+    """Compile the reader (numba: ~2 s the first time on a machine, then read from its cache) by
+    decoding one packet, so that a worker's first batch is not slow."""
+    from streaming.simulate import simulate_alerts  # only here: the stream never simulates
+
+    version = shipped_versions()[-1]
+    decoder = Decoder()
+    decode_batch(decoder.encode_batch(list(simulate_alerts(1, history=2, version=version, seed=0)), version),
+                 decoder)
 
 
 def decode_batch(values: Sequence[bytes], decoder: Decoder) -> list[Alert | DecodeError]:
@@ -154,23 +89,8 @@ def decode_batch(values: Sequence[bytes], decoder: Decoder) -> list[Alert | Deco
         else:
             out[i] = _one(decoder, data)
     for schema_id, idx in groups.items():
-        for block in _blocks(values, idx):
-            _decode_group(values, block, SchemaVersion.from_id(schema_id), decoder, out)
+        _decode_group(values, idx, SchemaVersion.from_id(schema_id), decoder, out)
     return out  # type: ignore[return-value]  # every slot is filled
-
-
-def _blocks(values: Sequence[bytes], idx: list[int]) -> list[list[int]]:
-    """idx cut into runs of at most MAX_BLOCK_BYTES: the container is a copy of the bodies, and a
-    10,000-alert batch of long histories would otherwise copy ~1.6 GB at once."""
-    blocks: list[list[int]] = [[]]
-    size = 0
-    for i in idx:
-        if blocks[-1] and size + len(values[i]) > MAX_BLOCK_BYTES:
-            blocks.append([])
-            size = 0
-        blocks[-1].append(i)
-        size += len(values[i])
-    return blocks
 
 
 def _one(decoder: Decoder, data: bytes) -> Alert | DecodeError:
@@ -184,48 +104,59 @@ def _one(decoder: Decoder, data: bytes) -> Alert | DecodeError:
 
 def _decode_group(values: Sequence[bytes], idx: list[int], version: SchemaVersion, decoder: Decoder,
                   out: list) -> None:
+    packets = [values[i] if isinstance(values[i], bytes) else bytes(values[i]) for i in idx]
+    columns = avro_columns.read(_program(version), packets, HEADER.size)
+    rejected = np.flatnonzero(columns.status)
+    for k in rejected.tolist():
+        out[idx[k]] = _one(decoder, packets[k])  # says what is wrong with it
+    good = np.flatnonzero(columns.status == 0)
+    if len(good) == 0:
+        return
+    try:
+        alerts = _alerts(version, decoder, columns, good, [packets[k] for k in good.tolist()])
+    except Exception:  # never lose the alerts to a bug here
+        log.exception("bulk decode of %d packets failed; decoding them one by one", len(good))
+        alerts = [_one(decoder, packets[k]) for k in good.tolist()]
+    for k, alert in zip(good.tolist(), alerts, strict=True):
+        out[idx[k]] = alert
+
+
+def _alerts(version: SchemaVersion, decoder: Decoder, columns: avro_columns.Columns, good: np.ndarray,
+            packets: list[bytes]) -> list[Alert | DecodeError]:
+    """The alerts of the bodies read (rows `good` of `columns`), with their light curves."""
     names = field_names(version)
-    columns = [names.alert_id, "diaSource", "prvDiaSources", END_FIELD]
-    while idx:
-        if len(idx) <= SMALL_GROUP:
-            for i in idx:
-                out[i] = _one(decoder, values[i])
-            return
-        try:
-            frame = _read_block(version, [memoryview(values[i])[HEADER.size:] for i in idx], columns)
-        except (Exception, PanicException):  # noqa: BLE001 - polars raises many types (and panics,
-            # a BaseException) on a corrupt block: halve it
-            half = len(idx) // 2
-            _decode_group(values, idx[:half], version, decoder, out)
-            _decode_group(values, idx[half:], version, decoder, out)
-            return
-        aligned = np.array([m == END_MARKER for m in frame[END_FIELD].to_list()], dtype=bool)
-        good = len(idx) if aligned.all() else int(np.argmin(aligned))
-        try:
-            alerts = _alerts(frame.head(good), version, decoder)
-        except Exception:  # columns this code did not expect: never lose the alerts
-            log.exception("bulk decode of %d packets failed; decoding them one by one", good)
-            alerts = [_one(decoder, values[i]) for i in idx[:good]]
-        for i, alert in zip(idx[:good], alerts, strict=True):
-            out[i] = alert
-        if good == len(idx):
-            return
-        out[idx[good]] = _one(decoder, values[idx[good]])  # misaligned: says what is wrong with it
-        idx = idx[good + 1:]  # read after it again: they were read from shifted bytes
+    slots = _program(version).slots
 
+    def source(field: str) -> tuple[np.ndarray, np.ndarray]:
+        """A diaSource field's values and null mask, in the alerts' order."""
+        return columns.alert(slots[("diaSource", _named(names, field))], good)
 
-def _band_index(series: pl.Series) -> np.ndarray:
-    return series.replace_strict(BAND_INDEX, default=-1, return_dtype=pl.Int8).fill_null(-1).to_numpy()
+    def as_list(path: tuple[str, ...]) -> list:
+        if path not in slots:
+            return [None] * len(good)
+        values, null = columns.alert(slots[path], good)
+        if slots[path][1] == avro_columns.SPAN:
+            return [None if o < 0 else p[HEADER.size + o:HEADER.size + o + n].decode()
+                    for p, (o, n) in zip(packets, values.tolist(), strict=True)]
+        return [None if m else x for x, m in zip(values.tolist(), null.tolist(), strict=True)]
 
+    def point(field: str) -> np.ndarray:
+        """Every history point's field (the bodies read are the only ones with items)."""
+        return columns.item(slots[(HISTORY, "*", _named(names, field))])
 
-def _alerts(frame: pl.DataFrame, version: SchemaVersion, decoder: Decoder) -> list[Alert | DecodeError]:
-    names = field_names(version)
-    source = frame["diaSource"].struct.unnest()  # one operation: each `struct.field` is a query
-    return alerts_from_columns(
-        version, decoder, frame[names.alert_id].to_list(), source["diaSourceId"].to_list(),
-        source["diaObjectId"].to_list() if "diaObjectId" in source.columns else [None] * frame.height,
-        source["ra"].to_list(), source[names.dec].to_list(), source[names.time].to_list(),
-        source[names.band].to_list(), _curves(frame, source, names))
+    band = as_list(("diaSource", names.band))
+    sid, sid_null = source("diaSourceId")
+    curves = curves_from_points(
+        np.concatenate([np.where(sid_null, 0, sid), point("diaSourceId")]),
+        np.concatenate([source("time")[0], point("time")]),
+        np.concatenate([source("flux")[0], point("flux")]),
+        np.concatenate([source("flux_err")[0], point("flux_err")]),
+        np.concatenate([np.array([BAND_INDEX.get(b, -1) for b in band], np.int8), point("band")]),
+        columns.count[good])
+    ids = [as_list(("diaSource", f)) for f in ("diaSourceId", "diaObjectId")]
+    position = [as_list(("diaSource", f)) for f in ("ra", names.dec)]
+    return alerts_from_columns(version, decoder, as_list((names.alert_id,)), *ids, *position,
+                               as_list(("diaSource", names.time)), band, curves)
 
 
 def alerts_from_columns(version: SchemaVersion, decoder: Decoder, alert_ids: list, source_ids: list,
@@ -246,23 +177,6 @@ def alerts_from_columns(version: SchemaVersion, decoder: Decoder, alert_ids: lis
                 continue
         out.append(alert)
     return out
-
-
-def _curves(frame: pl.DataFrame, source: pl.DataFrame, names: FieldNames) -> list[LightCurve]:
-    """Every alert's light curve from the columns (see `curves_from_points`); `source`: the
-    diaSource column unnested."""
-    fields = ["diaSourceId", names.time, names.flux, names.flux_err, names.band]
-    current = source.select(fields)
-    history = frame["prvDiaSources"]
-    counts = history.list.len().fill_null(0).to_numpy().astype(np.int64)
-    previous = (history.filter(pl.Series(counts > 0)).explode().struct.unnest().select(fields) if counts.any()
-                else current.clear())
-    points = pl.concat([current, previous], how="vertical_relaxed")
-    return curves_from_points(points["diaSourceId"].to_numpy().astype(np.int64),
-                              points[names.time].cast(pl.Float64).to_numpy(),
-                              points[names.flux].cast(pl.Float64).to_numpy(),
-                              points[names.flux_err].cast(pl.Float64).to_numpy(),
-                              _band_index(points[names.band]), counts)
 
 
 def curves_from_points(sid: np.ndarray, t: np.ndarray, flux: np.ndarray, err: np.ndarray, band: np.ndarray,

@@ -33,7 +33,7 @@ from streaming.decode import Decoder
 from streaming.isolate import combine, dead_letter_units, find_rejected, merged, schema_id_of, units_of
 from streaming.kafka import PLAINTEXT, KafkaSecurity, consumer_config
 from streaming.nightly import batch_counts
-from streaming.pipeline import process_batch
+from streaming.pipeline import WithPending, process_batch
 from streaming.publish import Publisher
 from streaming.records import BatchOutcome, DeadLetter, Message, ResultStore
 
@@ -197,7 +197,9 @@ class Worker:
         self._finish_in_flight()
         if outcome is STOPPED:
             return  # stopping mid-retry: offsets not stored, the batch is redone later
-        self._in_flight = _InFlight(self._sinks.submit(self._sink, outcome, messages), outcome, messages, raw)
+        objects = {r.dia_object_id for r in outcome.records}  # every alert with detections has results
+        self._in_flight = _InFlight(self._sinks.submit(self._sink, outcome, messages), outcome, messages, raw,
+                                    objects)
 
     def _sink(self, outcome: BatchOutcome, messages: list[Message]) -> float | object:
         """The sinks' thread: store, output topic, nightly counters. Seconds taken, or STOPPED."""
@@ -243,6 +245,9 @@ class Worker:
 
     def _process(self, messages: list[Message]) -> BatchOutcome:
         history = self.store if self.config.keep_history else None
+        flight = self._in_flight
+        if history is not None and flight is not None and flight.outcome.detections:
+            history = WithPending(history, flight.outcome.detections, flight.objects)
 
         def run(part: Sequence[Message]) -> BatchOutcome:
             return process_batch(part, self.decoder, self.registry, history=history,
@@ -348,6 +353,7 @@ class _InFlight:
     outcome: BatchOutcome
     messages: list[Message]
     raw: Sequence
+    objects: set[int] = field(default_factory=set)  # whose detections are being written
 
 
 def _transient(exc: Exception) -> bool:

@@ -9,7 +9,7 @@ which also sorts every message into exactly one outcome: classified, declined, o
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 import numpy as np
@@ -48,6 +48,44 @@ def curves_with_history(alerts: Sequence[Alert], history: History | None, *, for
         new.append((alert.dia_object_id, curve, unstored(curve, past)))
         out.append(with_history(curve, past, alert.mjd))
     return out, new_detections(new)
+
+
+class WithPending:
+    """A history plus the detections of a batch whose writes are still under way. A stream worker
+    processes each batch beside the previous batch's writes, so an object's alert in this batch
+    must also see the detections its alerts in the previous batch brought (before this, whether it
+    did depended on which thread finished first)."""
+
+    def __init__(self, history: History, pending: Sequence[Detection], objects: set[int]) -> None:
+        self.history = history
+        self.pending = pending  # in the store's key order: (diaObjectId, mjd, diaSourceId)
+        self.objects = objects  # the pending batch's objects
+
+    def recall(self, before: Mapping[int, float]) -> dict[int, LightCurve]:
+        stored = self.history.recall(before)
+        common = self.objects.intersection(before)
+        if not common:  # the usual case: a cheap set test, no walk over the pending rows
+            return stored
+        by_object: dict[int, list[Detection]] = {}
+        for d in self.pending:
+            if d.dia_object_id in common and d.mjd < before[d.dia_object_id]:
+                by_object.setdefault(d.dia_object_id, []).append(d)
+        for obj, rows in by_object.items():
+            stored[obj] = _merged(stored.get(obj), rows)
+        return stored
+
+
+def _merged(stored: LightCurve | None, rows: list[Detection]) -> LightCurve:
+    """A stored curve plus pending detections it does not hold (by diaSourceId), sorted by time."""
+    sid, _, t, band, flux, err = (np.array(column) for column in zip(*rows, strict=True))
+    if stored is not None and len(stored):
+        new = ~np.isin(sid, stored.source_id)
+        old = (stored.source_id, stored.t, stored.band, stored.flux, stored.flux_err)
+        sid, t, band, flux, err = (np.concatenate([a, b[new]])
+                                   for a, b in zip(old, (sid, t, band, flux, err), strict=True))
+    order = np.argsort(t, kind="stable")
+    return LightCurve(t[order], flux[order].astype(np.float64), err[order].astype(np.float64),
+                      band[order].astype(np.int8), n_input=len(t), source_id=sid[order].astype(np.int64))
 
 
 # Builds a Detection from a row tuple in C: what Detection._make does, without a Python call per row.

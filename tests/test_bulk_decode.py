@@ -1,23 +1,20 @@
-"""The bulk columnar decoder (polars) against lsst-alert-packet's reader and the per-message path:
-the same content for every shipped schema version, and a corrupt packet in a batch is the only one
-that becomes a dead letter."""
+"""The bulk decoder (compiled per schema, `streaming/avro_columns.py`) against lsst-alert-packet's
+reader and the per-message path: the same content for every shipped schema version, and a corrupt
+packet in a batch is the only one that becomes a dead letter."""
 
 from __future__ import annotations
 
 import copy
-import os
 import struct
-import subprocess
-import sys
 
 import lsst.alert.packet as alert_packet
 import numpy as np
 import pytest
 
 from models.errors import CorruptAvro, DecodeError, InvalidValue, TooShort
-from streaming import bulk_decode
+from streaming import avro_columns, bulk_decode
 from streaming.decode import Decoder, field_names, read_container, sample_paths, shipped_versions
-from streaming.lightcurve import light_curve
+from streaming.lightcurve import BANDS, light_curve
 from streaming.simulate import simulate_alerts
 from tests.helpers import same
 
@@ -57,18 +54,40 @@ def _messy(record: dict, version) -> dict:
 
 @pytest.mark.parametrize("version", VERSIONS, ids=str)
 def test_columns_equal_lsst_alert_packets_records(version):
+    """Every field the bulk decoder reads, in the alert and in every history point, as lsst-alert-
+    packet's own reader reads it."""
     decoder = Decoder(check_values=False)
-    bodies = [p[5:] for p in decoder.encode_batch(_records(version), version)]
+    records = _records(version)
+    records[1]["prvDiaSources"] = None
+    packets = decoder.encode_batch(records, version)
     schema = alert_packet.Schema.from_file(
         f"{alert_packet.get_schema_path(version.major, version.minor)}/"
         f"lsst.v{version.major}_{version.minor}.alert.avsc")
-    columns = [f["name"] for f in schema.definition["fields"]]
-    frame = bulk_decode._read_block(version, [memoryview(b) for b in bodies],
-                                    [*columns, bulk_decode.END_FIELD])
-    assert frame[bulk_decode.END_FIELD].to_list() == [bulk_decode.END_MARKER] * len(bodies)
-    decoded = frame.drop(bulk_decode.END_FIELD).to_dicts()
-    for got, body in zip(decoded, bodies, strict=True):
-        assert same(got, schema.deserialize(body))  # every field, nested ones too
+    program = bulk_decode._program(version)
+    columns = avro_columns.read(program, packets, 5)
+    assert not columns.status.any()
+    everyone = np.arange(len(packets))
+    want = [schema.deserialize(p[5:]) for p in packets]
+    history = [point for record in want for point in record["prvDiaSources"] or []]
+    assert columns.count.tolist() == [len(r["prvDiaSources"] or []) for r in want]
+    assert columns.owner.tolist() == [k for k, r in enumerate(want) for _ in r["prvDiaSources"] or []]
+    assert len(program.slots) >= 13
+    for path, slot in program.slots.items():
+        if path[0] == bulk_decode.HISTORY:
+            got = columns.item(slot).tolist()
+            expected = [point[path[2]] for point in history]
+            if slot[1] == avro_columns.CODE:
+                expected = [BANDS.index(b) if b in BANDS else -1 for b in expected]
+            assert same(got, expected), path
+            continue
+        values, null = columns.alert(slot, everyone)
+        expected = [r[path[0]] if len(path) == 1 else r[path[0]][path[1]] for r in want]
+        if slot[1] == avro_columns.SPAN:
+            got = [None if o < 0 else p[5 + o:5 + o + n].decode()
+                   for p, (o, n) in zip(packets, values.tolist(), strict=True)]
+        else:
+            got = [None if m else v for v, m in zip(values.tolist(), null.tolist(), strict=True)]
+        assert same(got, expected), path
 
 
 def _assert_same_alert(bulk, reference) -> None:
@@ -148,34 +167,23 @@ def test_json_unframed_and_mixed_versions_share_one_batch():
     assert sum(isinstance(b, DecodeError) for b in bulk) == 1
 
 
-def test_a_large_batch_is_read_in_several_blocks_with_the_same_result(monkeypatch):
+def test_histories_longer_than_the_first_guess_grow_the_columns():
     decoder = Decoder()
-    packets = decoder.encode_batch(list(simulate_alerts(30, history=10, seed=3)), LATEST)
-    whole = bulk_decode.decode_batch(packets, decoder)
-    monkeypatch.setattr(bulk_decode, "MAX_BLOCK_BYTES", 3 * max(map(len, packets)))
-    assert len(bulk_decode._blocks(packets, list(range(len(packets))))) >= 10
-    for b, r in zip(bulk_decode.decode_batch(packets, decoder), whole, strict=True):
+    packets = decoder.encode_batch(list(simulate_alerts(3, history=150, seed=3)), LATEST)
+    assert sum(r.previous_count for r in decoder.decode_batch(packets, lean=True)) > 64 + 40 * 3  # rows
+    for b, r in zip(bulk_decode.decode_batch(packets, decoder), decoder.decode_batch(packets, lean=True),
+                    strict=True):
         _assert_same_alert(b, r)
 
 
-def test_columns_the_code_did_not_expect_fall_back_to_the_per_message_decoder(monkeypatch):
+def test_a_failure_after_reading_falls_back_to_the_per_message_decoder(monkeypatch):
     decoder = Decoder()
     packets = decoder.encode_batch(list(simulate_alerts(12, history=8, seed=4)), LATEST)
 
     def broken(*_args):
         raise KeyError("a field this code did not expect")
 
-    monkeypatch.setattr(bulk_decode, "_curves", broken)
+    monkeypatch.setattr(bulk_decode, "curves_from_points", broken)
     reference = decoder.decode_batch(packets, lean=True)
     for b, r in zip(bulk_decode.decode_batch(packets, decoder), reference, strict=True):
         _assert_same_alert(b, r)
-
-
-def test_polars_runs_one_thread_per_process_unless_the_operator_says_otherwise():
-    """Workers scale out as processes; a pool of a thread per core in each made them fight."""
-    code = "import streaming.bulk_decode, polars; print(polars.thread_pool_size())"
-    env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
-    run = [sys.executable, "-c", code]
-    assert subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout.strip() == "1"
-    env["POLARS_MAX_THREADS"] = "2"
-    assert subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout.strip() == "2"

@@ -8,6 +8,7 @@ import pytest
 
 from service import store as store_module
 from service.store import Cone, Query, Store
+from streaming.pipeline import WithPending
 from streaming.records import ClassificationRecord, Detection
 from tests.conftest import POSTGRES_DSN
 
@@ -91,6 +92,22 @@ def test_detections_are_kept_once_and_recalled_per_object(store):
     # only what an alert does not carry: the points before the given time
     assert store.recall({42: 60005.0})[42].source_id.tolist() == [big + 1]
     assert store.recall({42: 60000.0}) == {}
+
+
+def test_detections_still_being_written_are_recalled_with_the_stored_ones(store):
+    """A stream worker processes a batch beside the previous batch's writes: its history is the
+    store's plus those pending detections, whichever thread finishes first."""
+    store.upsert([], [Detection(1, 42, 60000.0, 1, 5.0, 1.0), Detection(2, 42, 60010.0, 1, 6.0, 1.0)])
+    pending = [Detection(2, 42, 60010.0, 1, 6.0, 1.0),  # written already: once
+               Detection(3, 42, 60005.0, 2, 7.0, 1.5), Detection(4, 42, 60020.0, 1, 8.0, 1.0),
+               Detection(5, 43, 60001.0, 3, 9.0, 2.0), Detection(6, 99, 60001.0, 3, 9.0, 2.0)]
+    history = WithPending(store, pending, {42, 43, 99})
+    got = history.recall({42: 60015.0, 43: 1e7, 44: 1e7})
+    assert set(got) == {42, 43}
+    assert got[42].source_id.tolist() == [1, 3, 2] and got[42].t.tolist() == [60000.0, 60005.0, 60010.0]
+    assert got[42].band.tolist() == [1, 2, 1] and got[42].flux_err.tolist() == [1.0, 1.5, 1.0]
+    assert got[43].flux.tolist() == [9.0] and got[43].band.dtype == store.recall({42: 1e7})[42].band.dtype
+    assert WithPending(store, pending, {42}).recall({44: 1e7}) == {}
 
 
 def test_recall_keeps_the_latest_points_of_a_long_history(store):
