@@ -263,6 +263,17 @@ def _varint(data, pos, end):
 
 
 @_jit
+def _length(data, pos, end):
+    """(a byte length or a block's item count, new position, OK or why not). Never negative (a
+    negative count announces a block with its byte size, which the writers here never write) nor
+    more than the bytes left (for items, stricter than Avro needs: a null item takes none)."""
+    n, pos, why = _varint(data, pos, end)
+    if why == OK and (n < 0 or n > end - pos):
+        why = BAD_LENGTH
+    return n, pos, why
+
+
+@_jit
 def _utf8(data, pos, end):
     """Whether data[pos:end] is well-formed UTF-8 (no overlongs, surrogates or code points past 10FFFF)."""
     while pos < end:
@@ -301,6 +312,8 @@ def _utf8(data, pos, end):
 
 @_jit
 def _read(code, n_code, address, length, n_f64, n_i64, n_span, item_f64, item_i64, item_code, owner):
+    """`read`'s loop: body k is `length[k]` bytes at `address[k]`; the item arrays have room for
+    every item; returns Columns' fields."""
     n = len(address)
     status = np.zeros(n, np.int8)
     f64 = np.full((n, n_f64), np.nan)
@@ -413,12 +426,9 @@ def _read(code, n_code, address, length, n_f64, n_i64, n_span, item_f64, item_i6
                                 i64[k, slot] = value
                                 i64_null[k, slot] = False
                     elif op in (STRING, BYTES):
-                        n_bytes, pos, why = _varint(data, pos, end)
+                        n_bytes, pos, why = _length(data, pos, end)
                         if why != OK:
                             bad = why
-                            break
-                        if n_bytes < 0 or n_bytes > end - pos:
-                            bad = BAD_LENGTH
                             break
                         if op == STRING and not _utf8(data, pos, pos + n_bytes):
                             bad = BAD_UTF8
@@ -453,14 +463,9 @@ def _read(code, n_code, address, length, n_f64, n_i64, n_span, item_f64, item_i6
                 else:
                     stack_left[depth - 1] -= 1
                 if stack_left[depth - 1] == 0:  # a new block: its item count
-                    items, pos, why = _varint(data, pos, end)
+                    items, pos, why = _length(data, pos, end)
                     if why != OK:
                         bad = why
-                        break
-                    # negative: a block with its byte size (never written here); more items than bytes
-                    # left: stricter than Avro needs
-                    if items < 0 or items > end - pos:
-                        bad = BAD_LENGTH
                         break
                     stack_left[depth - 1] = items
                 if stack_left[depth - 1] == 0:  # the array ends
