@@ -11,8 +11,8 @@ batch, then cut per alert. The result equals `Decoder.decode` + `light_curve` ex
 One corrupt body must not spoil its neighbours: the compiled reader checks each body as it reads it
 and rejects any it cannot read exactly (bytes short or left over, a bad union branch, length or
 varint), and a rejected packet is decoded alone by the full reader, which names what is wrong with
-it: only the bad packet becomes a dead letter. JSON, unframed and registry-resolved packets take the
-per-message path (`Decoder.decode`).
+it: only the bad packet becomes a dead letter. JSON, unframed and registry-resolved packets, and a
+schema with a construct the reader does not compile, take the per-message path (`Decoder.decode`).
 """
 
 from __future__ import annotations
@@ -105,7 +105,15 @@ def _one(decoder: Decoder, data: bytes) -> Alert | DecodeError:
 def _decode_group(values: Sequence[bytes], idx: list[int], version: SchemaVersion, decoder: Decoder,
                   out: list) -> None:
     packets = [values[i] if isinstance(values[i], bytes) else bytes(values[i]) for i in idx]
-    columns = avro_columns.read(_program(version), packets, HEADER.size)
+    try:
+        program = _program(version)
+    except avro_columns.Unsupported:  # a schema with a construct the reader lacks: read per message
+        log.warning("schema %s cannot be read in bulk; decoding its packets one by one", version,
+                    exc_info=True)
+        for i, packet in zip(idx, packets, strict=True):
+            out[i] = _one(decoder, packet)
+        return
+    columns = avro_columns.read(program, packets, HEADER.size)
     rejected = np.flatnonzero(columns.status)
     for k in rejected.tolist():
         out[idx[k]] = _one(decoder, packets[k])  # says what is wrong with it

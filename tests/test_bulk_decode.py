@@ -187,3 +187,16 @@ def test_a_failure_after_reading_falls_back_to_the_per_message_decoder(monkeypat
     reference = decoder.decode_batch(packets, lean=True)
     for b, r in zip(bulk_decode.decode_batch(packets, decoder), reference, strict=True):
         _assert_same_alert(b, r)
+
+
+def test_a_schema_the_reader_cannot_compile_is_decoded_per_message(monkeypatch):
+    decoder = Decoder()
+    packets = decoder.encode_batch(list(simulate_alerts(6, history=4, seed=5)), LATEST)
+
+    def unsupported(_version):
+        raise avro_columns.Unsupported("type map")
+
+    monkeypatch.setattr(bulk_decode, "_program", unsupported)
+    for b, r in zip(bulk_decode.decode_batch(packets, decoder), decoder.decode_batch(packets, lean=True),
+                    strict=True):
+        _assert_same_alert(b, r)
