@@ -197,9 +197,7 @@ class Worker:
         self._finish_in_flight()
         if outcome is STOPPED:
             return  # stopping mid-retry: offsets not stored, the batch is redone later
-        objects = {r.dia_object_id for r in outcome.records}  # every alert with detections has results
-        self._in_flight = _InFlight(self._sinks.submit(self._sink, outcome, messages), outcome, messages, raw,
-                                    objects)
+        self._in_flight = _InFlight(self._sinks.submit(self._sink, outcome, messages), outcome, messages, raw)
 
     def _sink(self, outcome: BatchOutcome, messages: list[Message]) -> float | object:
         """The sinks' thread: store, output topic, nightly counters. Seconds taken, or STOPPED."""
@@ -247,7 +245,9 @@ class Worker:
         history = self.store if self.config.keep_history else None
         flight = self._in_flight
         if history is not None and flight is not None and flight.outcome.detections:
-            history = WithPending(history, flight.outcome.detections, flight.objects)
+            # every alert with detections has results: their objects are the pending ones
+            objects = {r.dia_object_id for r in flight.outcome.records}
+            history = WithPending(history, flight.outcome.detections, objects)
 
         def run(part: Sequence[Message]) -> BatchOutcome:
             return process_batch(part, self.decoder, self.registry, history=history,
@@ -353,7 +353,6 @@ class _InFlight:
     outcome: BatchOutcome
     messages: list[Message]
     raw: Sequence
-    objects: set[int] = field(default_factory=set)  # whose detections are being written
 
 
 def _transient(exc: Exception) -> bool:

@@ -76,16 +76,12 @@ class WithPending:
 
 
 def _merged(stored: LightCurve | None, rows: list[Detection]) -> LightCurve:
-    """A stored curve plus pending detections it does not hold (by diaSourceId), sorted by time."""
+    """A stored curve plus pending detections it does not hold (by diaSourceId), sorted by time:
+    `with_history`'s merge, the pending rows (already in time order) as the curve."""
     sid, _, t, band, flux, err = (np.array(column) for column in zip(*rows, strict=True))
-    if stored is not None and len(stored):
-        new = ~np.isin(sid, stored.source_id)
-        old = (stored.source_id, stored.t, stored.band, stored.flux, stored.flux_err)
-        sid, t, band, flux, err = (np.concatenate([a, b[new]])
-                                   for a, b in zip(old, (sid, t, band, flux, err), strict=True))
-    order = np.argsort(t, kind="stable")
-    return LightCurve(t[order], flux[order].astype(np.float64), err[order].astype(np.float64),
-                      band[order].astype(np.int8), n_input=len(t), source_id=sid[order].astype(np.int64))
+    pending = LightCurve(t.astype(np.float64), flux.astype(np.float64), err.astype(np.float64),
+                         band.astype(np.int8), n_input=len(t), source_id=sid.astype(np.int64))
+    return pending if stored is None else with_history(pending, stored, np.inf)
 
 
 # Builds a Detection from a row tuple in C: what Detection._make does, without a Python call per row.
