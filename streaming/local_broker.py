@@ -33,6 +33,10 @@ POM = Path(__file__).with_name("kafka-broker-pom.xml")
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.11.0:copy-dependencies"
 START_TIMEOUT_S = 90.0
 STOP_GRACE_S = 20.0
+# A broker's folder that no running process uses is removed by the next start once it is this old
+# (a start being set up has not launched its JVM yet, and takes far less).
+STALE_AFTER_S = 3600.0
+LOGS_DIR_FLAG = "-Dkafka.logs.dir="
 
 LOG4J2 = """\
 status = warn
@@ -240,6 +244,7 @@ def start(cache_dir: Path, *, partitions: int = 4, detach: bool = False, log_lev
         raise BrokerError(f"a local cluster has 1 or 3 nodes, not {nodes}")
     t0 = time.monotonic()
     lib = ensure_jars(cache_dir)
+    sweep_stale(cache_dir)
     if shutil.which("java") is None:
         raise BrokerError("Java is not on PATH: install a JDK 17+ (apt-get install openjdk-17-jre-headless).")
     workdir = Path(tempfile.mkdtemp(prefix="kafka-", dir=cache_dir))
@@ -275,6 +280,31 @@ def start(cache_dir: Path, *, partitions: int = 4, detach: bool = False, log_lev
     return handle
 
 
+def sweep_stale(cache_dir: Path, older_than_s: float = STALE_AFTER_S) -> list[Path]:
+    """Remove the folders of brokers whose processes were killed before `stop` could (SIGKILL, a
+    test of exactly that, a lost session): each holds its logs and data, tens of MB, for good.
+    A folder is stale when no running process names it on its command line (every node's JVM does)
+    and it is older than `older_than_s`. Without /proc nothing can be told, so nothing is removed."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return []
+    in_use: set[str] = set()
+    for cmdline in proc.glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):  # a process that ended while we looked
+            args = cmdline.read_bytes().decode(errors="replace").split("\0")
+            in_use.update(arg.removeprefix(LOGS_DIR_FLAG) for arg in args if arg.startswith(LOGS_DIR_FLAG))
+    removed = []
+    for folder in cache_dir.glob("kafka-*"):
+        with contextlib.suppress(OSError):
+            if (folder.is_dir() and str(folder) not in in_use
+                    and time.time() - folder.stat().st_mtime > older_than_s):
+                shutil.rmtree(folder)
+                removed.append(folder)
+    if removed:
+        _log(f"removed {len(removed)} folder(s) of brokers that were killed before they could stop")
+    return removed
+
+
 def _write_properties(folder: Path, node_id: int, port: int, cport: int, secure_port: int | None,
                       voters: str, partitions: int, nodes: int, sasl_ssl: SaslSsl | None) -> Path:
     folder.mkdir(parents=True)
@@ -297,7 +327,7 @@ def _java(lib: Path, workdir: Path) -> list[str]:
     # Temporary files (lz4-java unpacks its native library, one per JVM) go in the broker's folder,
     # which stop() removes: a node killed by SIGKILL left them in /tmp for good.
     return ["java", f"-Dlog4j2.configurationFile={workdir / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={workdir}", f"-Djava.io.tmpdir={workdir}", "-Djava.awt.headless=true",
+            f"{LOGS_DIR_FLAG}{workdir}", f"-Djava.io.tmpdir={workdir}", "-Djava.awt.headless=true",
             "-cp", f"{lib}/*"]
 
 

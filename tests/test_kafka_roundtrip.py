@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer
 
 from models.errors import DecodeError
+from streaming import local_broker
 from streaming.decode import latest_version
 from streaming.kafka import consumer_config, create_topics, produce_all
 from streaming.simulate import simulate_alerts
@@ -66,21 +68,49 @@ def test_broker_script_starts_and_stops_without_leaving_java(tmp_path, settings)
 
 
 def test_broker_dies_with_the_process_that_started_it(tmp_path, settings):
-    """A test run killed with SIGKILL leaves no broker behind (PR_SET_PDEATHSIG)."""
+    """A test run killed with SIGKILL leaves no broker behind (PR_SET_PDEATHSIG), and the folder it
+    could not remove is swept by a later start."""
+    cache = tmp_path / "cache"  # its own cache (the jars shared), so the sweep below touches nothing else
+    cache.mkdir()
+    (cache / "lib").symlink_to(local_broker.ensure_jars(settings.kafka_cache_dir), target_is_directory=True)
     code = ("import sys, time; from pathlib import Path; from streaming import local_broker as lb; "
-            f"h = lb.start(Path({str(settings.kafka_cache_dir)!r})); "
-            "print(h.pid, flush=True); time.sleep(600)")
+            f"h = lb.start(Path({str(cache)!r})); "
+            "print(h.pid, h.workdir, flush=True); time.sleep(600)")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    java_pid = int(proc.stdout.readline())
+    java_pid, workdir = proc.stdout.readline().split()
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not _running(java_pid):
-            return
+    while _running(int(java_pid)):
+        if time.monotonic() > deadline:
+            os.kill(int(java_pid), signal.SIGKILL)
+            pytest.fail("the broker outlived the process that started it")
         time.sleep(0.2)
-    os.kill(java_pid, signal.SIGKILL)
-    pytest.fail("the broker outlived the process that started it")
+    assert Path(workdir).is_dir()  # nobody was left to remove it
+    assert local_broker.sweep_stale(cache, older_than_s=0) == [Path(workdir)]
+    assert not Path(workdir).exists() and (cache / "lib").is_dir()
+
+
+def test_the_sweep_keeps_folders_in_use_or_just_made(tmp_path):
+    """Only a broker folder that no running process names and that is older than a start takes is
+    removed: a running broker's (named by its JVM's command line) and one being set up are kept."""
+    folders = {name: tmp_path / f"kafka-{name}" for name in ("dead", "running", "starting")}
+    for folder in folders.values():
+        (folder / "node-1").mkdir(parents=True)
+    an_hour_ago = time.time() - local_broker.STALE_AFTER_S - 60
+    for name in ("dead", "running"):
+        os.utime(folders[name], (an_hour_ago, an_hour_ago))
+    (tmp_path / "lib").mkdir()
+    os.utime(tmp_path / "lib", (an_hour_ago, an_hour_ago))
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                               f"{local_broker.LOGS_DIR_FLAG}{folders['running']}"])
+    try:
+        time.sleep(0.2)  # its command line is in /proc once it has started
+        assert local_broker.sweep_stale(tmp_path) == [folders["dead"]]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert folders["running"].is_dir() and folders["starting"].is_dir() and (tmp_path / "lib").is_dir()
 
 
 def _running(pid: int) -> bool:
