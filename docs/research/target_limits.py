@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from models import features
 from models.registry import Registry
 from models.taxonomy import SN_CLASSES, SN_IA, SUPERNOVA_CLASSES
 from models.train import anomaly as A
 from models.train import train as T
+from models.train.anomaly_bound import supervised_bound
 from models.train.anomaly_view import load_view
 from models.train.plasticc_wfd import deep_drilling
 
@@ -131,12 +131,6 @@ def candidate_features(c) -> list[float]:
             (np.argmax(f) + 1) / len(f)]
 
 
-def supervised_auroc(X: np.ndarray, rare: np.ndarray) -> float:
-    p = cross_val_predict(HistGradientBoostingClassifier(random_state=42), np.nan_to_num(X, nan=-999.0), rare,
-                          cv=StratifiedKFold(5, shuffle=True, random_state=42), method="predict_proba")[:, 1]
-    return round(float(roc_auc_score(rare, p)), 3)
-
-
 def anomaly_bound(train: T.Views, test: T.Views) -> dict:
     latest = {id(c): c for views in (train, test) for c, k in zip(views.curves, views.kind, strict=True)
               if k == "latest"}
@@ -154,10 +148,10 @@ def anomaly_bound(train: T.Views, test: T.Views) -> dict:
         n = len(features.FEATURE_NAMES)
         every, new = list(range(n)), list(range(n, X.shape[1]))
         out[name] = {"rare": int(y.sum()), "objects": len(y),
-                     "anomaly_features": supervised_auroc(X[:, subset], y),
-                     "anomaly_features_and_candidates": supervised_auroc(X[:, subset + new], y),
-                     "all_features": supervised_auroc(X[:, every], y),
-                     "all_features_and_candidates": supervised_auroc(X, y)}
+                     "anomaly_features": supervised_bound(X[:, subset], y, 42, 5),
+                     "anomaly_features_and_candidates": supervised_bound(X[:, subset + new], y, 42, 5),
+                     "all_features": supervised_bound(X[:, every], y, 42, 5),
+                     "all_features_and_candidates": supervised_bound(X, y, 42, 5)}
     return out
 
 
