@@ -247,7 +247,8 @@ def start(cache_dir: Path, *, partitions: int = 4, detach: bool = False, log_lev
     sweep_stale(cache_dir)
     if shutil.which("java") is None:
         raise BrokerError("Java is not on PATH: install a JDK 17+ (apt-get install openjdk-17-jre-headless).")
-    workdir = Path(tempfile.mkdtemp(prefix="kafka-", dir=cache_dir))
+    # absolute, so the JVMs name it as `sweep_stale` finds it whatever directory either ran from
+    workdir = Path(tempfile.mkdtemp(prefix="kafka-", dir=cache_dir.resolve()))
     (workdir / "log4j2.properties").write_text(LOG4J2.format(level=log_level))
     ports = [(i + 1, free_port(), free_port(), free_port() if sasl_ssl else None) for i in range(nodes)]
     voters = ",".join(f"{i}@127.0.0.1:{cport}" for i, _, cport, _ in ports)
@@ -294,7 +295,7 @@ def sweep_stale(cache_dir: Path, older_than_s: float = STALE_AFTER_S) -> list[Pa
             args = cmdline.read_bytes().decode(errors="replace").split("\0")
             in_use.update(arg.removeprefix(LOGS_DIR_FLAG) for arg in args if arg.startswith(LOGS_DIR_FLAG))
     removed = []
-    for folder in cache_dir.glob("kafka-*"):
+    for folder in cache_dir.resolve().glob("kafka-*"):
         with contextlib.suppress(OSError):
             if (folder.is_dir() and str(folder) not in in_use
                     and time.time() - folder.stat().st_mtime > older_than_s):
